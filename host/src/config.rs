@@ -1,0 +1,293 @@
+//! Configuration: defaults, then an optional `nova.toml`, then the environment (which wins).
+//! An invalid value stops start-up with a message naming the key.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A value that must never be printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(pub T);
+
+impl<T> std::fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `NOVA_BIND`: where the server listens.
+    pub bind: SocketAddr,
+    /// `DATABASE_URL`: `postgres://…` or `sqlite://…`; unset means `<data_dir>/nova.db`.
+    pub database_url: Option<Secret<String>>,
+    /// `REDIS_URL`: shared cache, rate limits and event bus for several replicas.
+    pub redis_url: Option<Secret<String>>,
+    /// `NOVA_DATA_DIR`: where the embedded database and other local state live.
+    pub data_dir: PathBuf,
+    /// `NOVA_MASTER_KEY`: 32 bytes (64 hex digits or base64) that encrypt secrets at rest.
+    pub master_key: Option<Secret<[u8; 32]>>,
+    /// `NOVA_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser.
+    pub cors_origins: Vec<String>,
+    /// `NOVA_LOG_FORMAT`: `pretty` or `json`.
+    pub log_format: LogFormat,
+    /// `NOVA_SESSION_TTL_HOURS`: lifetime of a login token.
+    pub session_ttl_hours: i64,
+    /// `NOVA_MAX_BODY_BYTES`: the largest JSON body accepted.
+    pub max_body_bytes: usize,
+    /// `NOVA_BULK_RATE_LIMIT`: bulk operations a user may start per minute.
+    pub bulk_rate_limit_per_minute: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: None,
+            redis_url: None,
+            data_dir: PathBuf::from("./nova-data"),
+            master_key: None,
+            cors_origins: Vec::new(),
+            log_format: LogFormat::Pretty,
+            session_ttl_hours: 24 * 30,
+            max_body_bytes: 1024 * 1024,
+            bulk_rate_limit_per_minute: 10,
+        }
+    }
+}
+
+/// The keys a `nova.toml` may hold: the environment names, lower-cased, without `NOVA_`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    bind: Option<String>,
+    database_url: Option<String>,
+    redis_url: Option<String>,
+    data_dir: Option<String>,
+    master_key: Option<String>,
+    cors_origins: Option<Vec<String>>,
+    log_format: Option<String>,
+    session_ttl_hours: Option<i64>,
+    max_body_bytes: Option<usize>,
+    bulk_rate_limit: Option<u32>,
+}
+
+impl Config {
+    /// Reads `nova.toml` (or the file `NOVA_CONFIG` names) and the process environment.
+    pub fn load() -> anyhow::Result<Config> {
+        let explicit = std::env::var("NOVA_CONFIG").ok();
+        let path = PathBuf::from(explicit.clone().unwrap_or_else(|| "nova.toml".into()));
+        let file = if path.exists() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(text)
+        } else if explicit.is_some() {
+            bail!("NOVA_CONFIG: {} does not exist", path.display());
+        } else {
+            None
+        };
+        Config::from_sources(file.as_deref(), &|key| std::env::var(key).ok())
+    }
+
+    /// Layers `file` (TOML text) and then `env` over the defaults.
+    pub fn from_sources(
+        file: Option<&str>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Config> {
+        let file: FileConfig = match file {
+            Some(text) => toml::from_str(text).context("nova.toml")?,
+            None => FileConfig::default(),
+        };
+        let mut c = Config::default();
+        let pick = |env_key: &str, file_value: Option<String>| env(env_key).or(file_value);
+
+        if let Some(v) = pick("NOVA_BIND", file.bind) {
+            c.bind = v
+                .parse()
+                .with_context(|| format!("NOVA_BIND: `{v}` is not a socket address like 127.0.0.1:8080"))?;
+        }
+        if let Some(v) = pick("DATABASE_URL", file.database_url) {
+            if !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| v.starts_with(p))
+            {
+                bail!("DATABASE_URL: expected a sqlite:// or postgres:// URL");
+            }
+            c.database_url = Some(Secret(v));
+        }
+        if let Some(v) = pick("REDIS_URL", file.redis_url) {
+            if !(v.starts_with("redis://") || v.starts_with("rediss://")) {
+                bail!("REDIS_URL: expected a redis:// URL");
+            }
+            c.redis_url = Some(Secret(v));
+        }
+        if let Some(v) = pick("NOVA_DATA_DIR", file.data_dir) {
+            if v.trim().is_empty() {
+                bail!("NOVA_DATA_DIR: must not be empty");
+            }
+            c.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = pick("NOVA_MASTER_KEY", file.master_key) {
+            c.master_key = Some(Secret(parse_key(&v).context("NOVA_MASTER_KEY")?));
+        }
+        let origins = env("NOVA_CORS_ORIGINS")
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .or(file.cors_origins);
+        if let Some(origins) = origins {
+            for o in &origins {
+                if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                    bail!("NOVA_CORS_ORIGINS: `{o}` is not an origin like https://app.example.com");
+                }
+            }
+            c.cors_origins = origins;
+        }
+        if let Some(v) = pick("NOVA_LOG_FORMAT", file.log_format) {
+            c.log_format = match v.as_str() {
+                "pretty" => LogFormat::Pretty,
+                "json" => LogFormat::Json,
+                _ => bail!("NOVA_LOG_FORMAT: expected `json` or `pretty`, got `{v}`"),
+            };
+        }
+        c.session_ttl_hours = number(
+            "NOVA_SESSION_TTL_HOURS",
+            env("NOVA_SESSION_TTL_HOURS"),
+            file.session_ttl_hours,
+            c.session_ttl_hours,
+            1..=24 * 365,
+        )?;
+        c.max_body_bytes = number(
+            "NOVA_MAX_BODY_BYTES",
+            env("NOVA_MAX_BODY_BYTES"),
+            file.max_body_bytes,
+            c.max_body_bytes,
+            1024..=64 * 1024 * 1024,
+        )?;
+        c.bulk_rate_limit_per_minute = number(
+            "NOVA_BULK_RATE_LIMIT",
+            env("NOVA_BULK_RATE_LIMIT"),
+            file.bulk_rate_limit,
+            c.bulk_rate_limit_per_minute,
+            1..=100_000,
+        )?;
+        Ok(c)
+    }
+
+    /// The database URL to open: the configured one, or the embedded file in the data dir.
+    pub fn effective_database_url(&self) -> anyhow::Result<String> {
+        match &self.database_url {
+            Some(url) => Ok(url.0.clone()),
+            None => crate::db::Db::sqlite_url_in(Path::new(&self.data_dir)),
+        }
+    }
+}
+
+fn number<T>(
+    key: &str,
+    env_value: Option<String>,
+    file_value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> anyhow::Result<T>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let value = match env_value {
+        Some(v) => v
+            .trim()
+            .parse::<T>()
+            .map_err(|_| anyhow::anyhow!("{key}: `{v}` is not a number"))?,
+        None => file_value.unwrap_or(default),
+    };
+    if !range.contains(&value) {
+        bail!(
+            "{key}: {value} is outside {}..={}",
+            range.start(),
+            range.end()
+        );
+    }
+    Ok(value)
+}
+
+fn parse_key(v: &str) -> anyhow::Result<[u8; 32]> {
+    let v = v.trim();
+    let bytes = if v.len() == 64 && v.chars().all(|c| c.is_ascii_hexdigit()) {
+        (0..32)
+            .map(|i| u8::from_str_radix(&v[2 * i..2 * i + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(v)
+            .map_err(|_| anyhow::anyhow!("expected 64 hex digits or base64 of 32 bytes"))?
+    };
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("expected exactly 32 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |k| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn environment_wins_over_file() {
+        let c = Config::from_sources(
+            Some("bind = \"127.0.0.1:9000\"\nlog_format = \"json\""),
+            &env_of(&[("NOVA_BIND", "0.0.0.0:7000")]),
+        )
+        .unwrap();
+        assert_eq!(c.bind.port(), 7000);
+        assert_eq!(c.log_format, LogFormat::Json);
+    }
+
+    #[test]
+    fn invalid_values_name_their_key() {
+        for (key, value) in [
+            ("NOVA_BIND", "nowhere"),
+            ("DATABASE_URL", "mysql://x"),
+            ("NOVA_LOG_FORMAT", "xml"),
+            ("NOVA_MASTER_KEY", "short"),
+            ("NOVA_BULK_RATE_LIMIT", "0"),
+            ("NOVA_CORS_ORIGINS", "example.com"),
+        ] {
+            let env = move |k: &str| (k == key).then(|| value.to_string());
+            let err = Config::from_sources(None, &env).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{key}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn unknown_file_keys_are_refused() {
+        assert!(Config::from_sources(Some("bnid = \"x\""), &|_| None).is_err());
+    }
+
+    #[test]
+    fn master_key_accepts_hex_and_base64_and_is_not_printed() {
+        let hex = "00".repeat(32);
+        let c = Config::from_sources(None, &|k| (k == "NOVA_MASTER_KEY").then(|| hex.clone()))
+            .unwrap();
+        assert!(!format!("{c:?}").contains(&hex));
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let c = Config::from_sources(None, &|k| (k == "NOVA_MASTER_KEY").then(|| b64.clone()))
+            .unwrap();
+        assert_eq!(c.master_key.unwrap().0, [7u8; 32]);
+    }
+}

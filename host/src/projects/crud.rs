@@ -1,0 +1,550 @@
+//! `POST/GET /api/projects`, `GET/PUT/DELETE /api/projects/{id}`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::queries::{self, NewProjectRecord, PROJECT_FROM, SELECT_PROJECT, VISIBLE, placeholders};
+use super::{Permission, Project, ProjectRow, Status};
+use crate::args;
+use crate::auth::AuthUser;
+use crate::db::{Arg, Cursor, Page, PageQuery, now};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::state::AppState;
+use crate::team::{Role, require_role};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, update_project, delete_project))
+}
+
+pub const MAX_NAME: usize = 200;
+pub const MAX_DESCRIPTION: usize = 2_000;
+pub const MAX_PROMPT: usize = 20_000;
+const MAX_TAGS: usize = 20;
+const MAX_JSON_BYTES: usize = 64 * 1024;
+
+pub fn validate_name(name: &str) -> AppResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME {
+        return Err(AppError::invalid("name", format!("must be 1 to {MAX_NAME} characters")));
+    }
+    Ok(name.to_owned())
+}
+
+pub fn validate_text(field: &str, value: &str, max: usize) -> AppResult<String> {
+    if value.chars().count() > max {
+        return Err(AppError::invalid(field, format!("must be at most {max} characters")));
+    }
+    Ok(value.to_owned())
+}
+
+/// Lower-cased, trimmed, de-duplicated tags of letters, digits, `-`, `_` and spaces.
+pub fn normalize_tags(tags: &[String]) -> AppResult<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let tag = tag.trim().to_lowercase();
+        let valid = !tag.is_empty()
+            && tag.chars().count() <= 50
+            && tag
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '));
+        if !valid {
+            return Err(AppError::invalid(
+                "tags",
+                format!("`{tag}` must be 1 to 50 letters, digits, `-`, `_` or spaces"),
+            ));
+        }
+        if !out.contains(&tag) {
+            out.push(tag);
+        }
+    }
+    if out.len() > MAX_TAGS {
+        return Err(AppError::invalid("tags", format!("at most {MAX_TAGS} tags")));
+    }
+    Ok(out)
+}
+
+pub fn validate_object(
+    field: &str,
+    value: serde_json::Map<String, serde_json::Value>,
+) -> AppResult<serde_json::Map<String, serde_json::Value>> {
+    let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_JSON_BYTES {
+        return Err(AppError::invalid(field, format!("must be at most {MAX_JSON_BYTES} bytes of JSON")));
+    }
+    Ok(value)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    /// 1–200 characters; may be left out when `template_id` gives one.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    /// Defaults to `active`.
+    pub status: Option<Status>,
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub system_prompt: Option<String>,
+    pub model_config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Defaults to the caller's personal workspace; the caller must belong to it.
+    pub workspace_id: Option<Uuid>,
+    /// An agent template (`GET /api/agent-templates`) whose prompt, settings and tags
+    /// are the defaults for the fields left out.
+    pub template_id: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TemplateDefaults {
+    name: String,
+    description: String,
+    system_prompt: String,
+    settings: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    model_config: sqlx::types::Json<serde_json::Map<String, serde_json::Value>>,
+    tags: sqlx::types::Json<Vec<String>>,
+}
+
+/// The caller's target workspace: the one asked for (they must belong to it) or their
+/// personal one.
+pub async fn target_workspace(state: &AppState, auth: &AuthUser, asked: Option<Uuid>) -> AppResult<Uuid> {
+    match asked {
+        Some(id) => {
+            require_role(&state.db, id, auth.id, Role::Member)
+                .await
+                .map_err(|_| AppError::invalid("workspace_id", "is not a workspace you belong to"))?;
+            Ok(id)
+        }
+        None => crate::team::personal_workspace(&state.db, auth.id)
+            .await?
+            .ok_or_else(|| AppError::invalid("workspace_id", "is required: you have no personal workspace")),
+    }
+}
+
+/// Creates an agent, optionally from a template.
+#[utoipa::path(post, path = "/api/projects", tag = "projects", security(("bearer" = [])),
+    request_body = NewProject,
+    responses((status = 201, body = Project), (status = 422, body = crate::error::Problem)))]
+async fn create_project(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppJson(req): AppJson<NewProject>,
+) -> AppResult<(StatusCode, Json<Project>)> {
+    let template: Option<TemplateDefaults> = match &req.template_id {
+        Some(id) => Some(
+            state
+                .db
+                .fetch_optional(
+                    "SELECT name, description, system_prompt, settings, model_config, tags
+                     FROM agent_templates WHERE id = $1",
+                    args![id],
+                )
+                .await?
+                .ok_or_else(|| AppError::invalid("template_id", "is not an agent template"))?,
+        ),
+        None => None,
+    };
+    let name = match (req.name, &template) {
+        (Some(n), _) => validate_name(&n)?,
+        (None, Some(t)) => t.name.clone(),
+        (None, None) => return Err(AppError::invalid("name", "is required")),
+    };
+    let tags = normalize_tags(
+        &req.tags
+            .or_else(|| template.as_ref().map(|t| t.tags.0.clone()))
+            .unwrap_or_default(),
+    )?;
+    let record = NewProjectRecord {
+        workspace_id: target_workspace(&state, &auth, req.workspace_id).await?,
+        owner_id: auth.id,
+        name,
+        description: validate_text(
+            "description",
+            &req.description
+                .or_else(|| template.as_ref().map(|t| t.description.clone()))
+                .unwrap_or_default(),
+            MAX_DESCRIPTION,
+        )?,
+        tags,
+        status: req.status.unwrap_or(Status::Active).as_str().to_owned(),
+        settings: validate_object(
+            "settings",
+            req.settings
+                .or_else(|| template.as_ref().map(|t| t.settings.0.clone()))
+                .unwrap_or_default(),
+        )?,
+        system_prompt: validate_text(
+            "system_prompt",
+            &req.system_prompt
+                .or_else(|| template.as_ref().map(|t| t.system_prompt.clone()))
+                .unwrap_or_default(),
+            MAX_PROMPT,
+        )?,
+        model_config: validate_object(
+            "model_config",
+            req.model_config
+                .or_else(|| template.as_ref().map(|t| t.model_config.0.clone()))
+                .unwrap_or_default(),
+        )?,
+        template_id: req.template_id,
+    };
+    let workspace_id = record.workspace_id;
+    let mut tx = state.db.begin().await?;
+    let id = queries::insert(&mut tx, record).await?;
+    crate::team::audit(&mut tx, workspace_id, auth.id, "project.create", "project", Some(id.to_string()), serde_json::json!({})).await?;
+    tx.commit().await?;
+    let row = queries::load(&state.db, auth.id, id).await?;
+    Ok((StatusCode::CREATED, Json(row.into_view(auth.id))))
+}
+
+/// One agent.
+#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)))]
+async fn get_project(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<Json<Project>> {
+    let row = queries::load(&state.db, auth.id, id).await?;
+    Ok(Json(row.into_view(auth.id)))
+}
+
+/// A partial update: fields left out keep their value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub status: Option<Status>,
+    /// Replaces the settings object.
+    pub settings: Option<serde_json::Map<String, serde_json::Value>>,
+    pub system_prompt: Option<String>,
+    /// Replaces the model configuration object.
+    pub model_config: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The `version` this update was based on; a newer stored version answers 409.
+    pub version: Option<i64>,
+}
+
+/// Changes an agent (edit permission).
+#[utoipa::path(put, path = "/api/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = ProjectUpdate,
+    responses((status = 200, body = Project), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+async fn update_project(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(req): AppJson<ProjectUpdate>,
+) -> AppResult<Json<Project>> {
+    let mut tx = state.db.begin().await?;
+    let row = queries::load(&mut tx, auth.id, id).await?;
+    row.require(auth.id, Permission::Edit)?;
+    if let Some(v) = req.version
+        && v != row.version
+    {
+        return Err(AppError::Conflict(format!(
+            "the project changed since version {v}; it is now version {}",
+            row.version
+        )));
+    }
+    let mut changed = Vec::new();
+    let mut note = |field: &str, is_set: bool| {
+        if is_set {
+            changed.push(field.to_owned());
+        }
+    };
+    note("name", req.name.is_some());
+    note("description", req.description.is_some());
+    note("tags", req.tags.is_some());
+    note("status", req.status.is_some());
+    note("settings", req.settings.is_some());
+    note("system_prompt", req.system_prompt.is_some());
+    note("model_config", req.model_config.is_some());
+    let name = req.name.map(|n| validate_name(&n)).transpose()?.unwrap_or(row.name.clone());
+    let description = match req.description {
+        Some(d) => validate_text("description", &d, MAX_DESCRIPTION)?,
+        None => row.description.clone(),
+    };
+    let tags = match &req.tags {
+        Some(t) => normalize_tags(t)?,
+        None => row.tags.0.clone(),
+    };
+    let status = req.status.map(|s| s.as_str().to_owned()).unwrap_or(row.status.clone());
+    let settings = validate_object("settings", req.settings.unwrap_or(row.settings.0.clone()))?;
+    let system_prompt = match req.system_prompt {
+        Some(p) => validate_text("system_prompt", &p, MAX_PROMPT)?,
+        None => row.system_prompt.clone(),
+    };
+    let model_config =
+        validate_object("model_config", req.model_config.unwrap_or(row.model_config.0.clone()))?;
+    tx.execute(
+        "UPDATE projects SET name = $2, description = $3, tags = $4, status = $5, settings = $6,
+            system_prompt = $7, model_config = $8, version = version + 1, updated_at = $9
+         WHERE id = $1",
+        args![
+            id,
+            name,
+            description,
+            serde_json::json!(tags),
+            status,
+            serde_json::Value::Object(settings),
+            system_prompt,
+            serde_json::Value::Object(model_config),
+            now()
+        ],
+    )
+    .await?;
+    if req.tags.is_some() {
+        queries::replace_tags(&mut tx, id, &tags).await?;
+    }
+    crate::team::audit(
+        &mut tx,
+        row.workspace_id,
+        auth.id,
+        "project.update",
+        "project",
+        Some(id.to_string()),
+        serde_json::json!({ "fields": changed, "version": row.version + 1 }),
+    )
+    .await?;
+    let updated = queries::load(&mut tx, auth.id, id).await?;
+    tx.commit().await?;
+    Ok(Json(updated.into_view(auth.id)))
+}
+
+/// Deletes an agent (admin permission).
+#[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
+async fn delete_project(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<StatusCode> {
+    let mut tx = state.db.begin().await?;
+    let row = queries::load(&mut tx, auth.id, id).await?;
+    row.require(auth.id, Permission::Admin)?;
+    tx.execute("DELETE FROM projects WHERE id = $1", args![id]).await?;
+    crate::team::audit(
+        &mut tx,
+        row.workspace_id,
+        auth.id,
+        "project.delete",
+        "project",
+        Some(id.to_string()),
+        serde_json::json!({ "name": row.name }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProjectListQuery {
+    /// Only projects with any of these tags (comma-separated).
+    pub tag: Option<String>,
+    /// Only projects in any of these statuses (comma-separated).
+    pub status: Option<String>,
+    /// Text that the name or description contains (case-insensitive).
+    pub q: Option<String>,
+    /// `name`, `created_at` or `updated_at`, with a leading `-` for descending
+    /// (default `-updated_at`).
+    pub sort: Option<String>,
+    /// Only projects of this workspace.
+    pub workspace_id: Option<Uuid>,
+    /// Include archived projects (default false).
+    pub include_archived: Option<bool>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectFilters {
+    /// The tags on the caller's projects, for the tag filter.
+    pub available_tags: Vec<String>,
+    pub performance_metrics: Vec<&'static str>,
+    pub status_options: Vec<&'static str>,
+}
+
+/// The enhanced project list (seed §3).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectList {
+    pub projects: Vec<Project>,
+    pub next_cursor: Option<String>,
+    pub filters: ProjectFilters,
+    pub bulk_actions: Vec<&'static str>,
+}
+
+#[derive(Clone, Copy)]
+enum SortColumn {
+    Name,
+    CreatedAt,
+    UpdatedAt,
+}
+
+fn parse_sort(sort: &str) -> AppResult<(SortColumn, bool)> {
+    let (descending, column) = match sort.strip_prefix('-') {
+        Some(c) => (true, c),
+        None => (false, sort),
+    };
+    let column = match column {
+        "name" => SortColumn::Name,
+        "created_at" => SortColumn::CreatedAt,
+        "updated_at" => SortColumn::UpdatedAt,
+        _ => {
+            return Err(AppError::BadRequest(format!(
+                "`sort` must be name, created_at or updated_at, optionally with a leading `-`; got `{sort}`"
+            )));
+        }
+    };
+    Ok((column, descending))
+}
+
+fn split_list(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The caller's agents with filters, sort and keyset pagination, plus the filter facets.
+#[utoipa::path(get, path = "/api/projects", tag = "projects", security(("bearer" = [])),
+    params(ProjectListQuery),
+    responses((status = 200, body = ProjectList), (status = 400, body = crate::error::Problem)))]
+async fn list_projects(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppQuery(q): AppQuery<ProjectListQuery>,
+) -> AppResult<Json<ProjectList>> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor.clone(),
+    };
+    let limit = page.limit()?;
+    let sort = q.sort.clone().unwrap_or_else(|| "-updated_at".into());
+    let (column, descending) = parse_sort(&sort)?;
+    let cursor = page.cursor(&sort)?;
+
+    let mut binds = args![auth.id, now()];
+    let mut filter = format!(" WHERE {VISIBLE}");
+    if let Some(ws) = q.workspace_id {
+        binds.push(ws.into());
+        filter += &format!(" AND p.workspace_id = ${}", binds.len());
+    }
+    if !q.include_archived.unwrap_or(false) {
+        filter += " AND p.archived_at IS NULL";
+    }
+    // The tag facet spans the caller's projects in scope, not the page or the other filters,
+    // so that the frontend can offer every tag.
+    let facet_filter = filter.clone();
+    let facet_binds = binds.clone();
+    let statuses = split_list(q.status.as_deref());
+    for s in &statuses {
+        if !Status::ALL.iter().any(|x| x.as_str() == s) {
+            return Err(AppError::BadRequest(format!(
+                "`status` must be among active, paused, training, error; got `{s}`"
+            )));
+        }
+    }
+    if !statuses.is_empty() {
+        let list = placeholders(&mut binds, statuses.into_iter().map(Arg::from));
+        filter += &format!(" AND p.status IN ({list})");
+    }
+    let tags = split_list(q.tag.as_deref());
+    if !tags.is_empty() {
+        let list = placeholders(&mut binds, tags.into_iter().map(Arg::from));
+        filter += &format!(
+            " AND EXISTS (SELECT 1 FROM project_tags t WHERE t.project_id = p.id AND t.tag IN ({list}))"
+        );
+    }
+    if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        binds.push(format!("%{escaped}%").into());
+        let n = binds.len();
+        filter += &format!(
+            " AND (LOWER(p.name) LIKE ${n} ESCAPE '\\' OR LOWER(p.description) LIKE ${n} ESCAPE '\\')"
+        );
+    }
+
+    let column_sql = match column {
+        SortColumn::Name => "p.name",
+        SortColumn::CreatedAt => "p.created_at",
+        SortColumn::UpdatedAt => "p.updated_at",
+    };
+    let (op, dir) = if descending { ("<", "DESC") } else { (">", "ASC") };
+    if let Some(c) = &cursor {
+        let value: Arg = match (column, c.value.as_deref()) {
+            (SortColumn::Name, Some(v)) => v.into(),
+            (_, Some(v)) => DateTime::parse_from_rfc3339(v)
+                .map(|t| Arg::from(t.with_timezone(&Utc)))
+                .map_err(|_| AppError::BadRequest("`cursor` is not a cursor this API issued".into()))?,
+            (_, None) => {
+                return Err(AppError::BadRequest("`cursor` is not a cursor this API issued".into()));
+            }
+        };
+        binds.push(value);
+        let v = binds.len();
+        binds.push(c.id.into());
+        let i = binds.len();
+        filter += &format!(
+            " AND ({column_sql} {op} ${v} OR ({column_sql} = ${v} AND p.id {op} ${i}))"
+        );
+    }
+    let rows: Vec<ProjectRow> = state
+        .db
+        .fetch_all(
+            &format!(
+                "{SELECT_PROJECT}{filter} ORDER BY {column_sql} {dir}, p.id {dir} LIMIT {}",
+                limit + 1
+            ),
+            binds,
+        )
+        .await?;
+    let page = Page::from_rows(rows, limit, |r| Cursor {
+        sort: sort.clone(),
+        value: Some(match column {
+            SortColumn::Name => r.name.clone(),
+            SortColumn::CreatedAt => r.created_at.to_rfc3339(),
+            SortColumn::UpdatedAt => r.updated_at.to_rfc3339(),
+        }),
+        id: r.id,
+    });
+
+    let available_tags: Vec<(String,)> = state
+        .db
+        .fetch_all(
+            &format!(
+                "SELECT DISTINCT t.tag FROM project_tags t JOIN (SELECT p.id{PROJECT_FROM}{facet_filter}) v
+                   ON v.id = t.project_id ORDER BY t.tag LIMIT 500"
+            ),
+            facet_binds,
+        )
+        .await?;
+
+    Ok(Json(ProjectList {
+        projects: page.items.into_iter().map(|r| r.into_view(auth.id)).collect(),
+        next_cursor: page.next_cursor,
+        filters: ProjectFilters {
+            available_tags: available_tags.into_iter().map(|(t,)| t).collect(),
+            performance_metrics: vec!["success_rate", "response_time", "satisfaction"],
+            status_options: Status::ALL.iter().map(|s| s.as_str()).collect(),
+        },
+        bulk_actions: super::bulk::BulkAction::NAMES.to_vec(),
+    }))
+}

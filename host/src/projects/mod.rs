@@ -1,0 +1,183 @@
+//! `/api/projects/*` and `/api/agent-templates`: agents, their sharing, bulk operations,
+//! duplication and performance.
+//!
+//! Who may do what to a project: workspace owners and admins, and the project's owner, have
+//! `admin`; other workspace members `edit`; a share grants its permission until it expires.
+//! `view` reads, `edit` changes, `admin` also shares and deletes. A project the caller cannot
+//! see answers 404, never its data.
+
+mod bulk;
+mod crud;
+mod performance;
+mod queries;
+mod sharing;
+mod templates;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json as SqlJson;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+use crate::error::AppError;
+use crate::state::AppState;
+use crate::team::Role;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(crud::router())
+        .merge(bulk::router())
+        .merge(sharing::router())
+        .merge(templates::router())
+        .merge(performance::router())
+}
+
+/// What a caller may do with a project, weakest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Permission {
+    View,
+    Edit,
+    Admin,
+}
+
+impl Permission {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Permission::View => "view",
+            Permission::Edit => "edit",
+            Permission::Admin => "admin",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Permission> {
+        match s {
+            "view" => Some(Permission::View),
+            "edit" => Some(Permission::Edit),
+            "admin" => Some(Permission::Admin),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Active,
+    Paused,
+    Training,
+    Error,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Active, Status::Paused, Status::Training, Status::Error];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Paused => "paused",
+            Status::Training => "training",
+            Status::Error => "error",
+        }
+    }
+}
+
+/// A project row with the caller's workspace role and live share, if any.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProjectRow {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub tags: SqlJson<Vec<String>>,
+    pub status: String,
+    pub settings: SqlJson<serde_json::Map<String, serde_json::Value>>,
+    pub system_prompt: String,
+    pub model_config: SqlJson<serde_json::Map<String, serde_json::Value>>,
+    pub template_id: Option<String>,
+    pub archived_at: Option<DateTime<Utc>>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub member_role: Option<String>,
+    pub share_permission: Option<String>,
+}
+
+impl ProjectRow {
+    /// The caller's permission on this project, or `None` if they may not see it.
+    pub fn permission(&self, caller: Uuid) -> Option<Permission> {
+        let from_workspace = self.member_role.as_deref().and_then(Role::parse).map(|role| {
+            if role >= Role::Admin || self.owner_id == caller {
+                Permission::Admin
+            } else {
+                Permission::Edit
+            }
+        });
+        let from_share = self.share_permission.as_deref().and_then(Permission::parse);
+        from_workspace.max(from_share)
+    }
+
+    /// The caller's permission, required to be at least `needed`.
+    pub fn require(&self, caller: Uuid, needed: Permission) -> Result<Permission, AppError> {
+        match self.permission(caller) {
+            None => Err(AppError::NotFound("project")),
+            Some(p) if p < needed => Err(AppError::forbidden(format!(
+                "this needs {} permission on the project",
+                needed.as_str()
+            ))),
+            Some(p) => Ok(p),
+        }
+    }
+
+    pub fn into_view(self, caller: Uuid) -> Project {
+        let permission = self.permission(caller).unwrap_or(Permission::View);
+        Project {
+            id: self.id,
+            workspace_id: self.workspace_id,
+            owner_id: self.owner_id,
+            name: self.name,
+            description: self.description,
+            tags: self.tags.0,
+            status: self.status,
+            settings: self.settings.0,
+            system_prompt: self.system_prompt,
+            model_config: self.model_config.0,
+            template_id: self.template_id,
+            archived_at: self.archived_at,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            permission,
+        }
+    }
+}
+
+/// An agent.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Project {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    #[schema(value_type = Status)]
+    pub status: String,
+    /// Behaviour settings (temperature, fallback message, escalation rules…).
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub system_prompt: String,
+    /// Which model answers (provider, model, max_tokens…).
+    pub model_config: serde_json::Map<String, serde_json::Value>,
+    /// The agent template it was made from, if any.
+    pub template_id: Option<String>,
+    /// Set when archived; archived projects are hidden from lists unless asked for.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// Increases with every change; send it back with `PUT` to refuse lost updates.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// What the caller may do with it.
+    pub permission: Permission,
+}

@@ -1,0 +1,167 @@
+//! The projects' SQL, shared by the handlers.
+
+use uuid::Uuid;
+
+use super::ProjectRow;
+use crate::args;
+use crate::db::{Arg, Exec, Tx, new_id, now};
+use crate::error::{AppError, AppResult};
+
+macro_rules! project_from {
+    () => {
+        " FROM projects p
+    LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
+    LEFT JOIN project_shares s ON s.project_id = p.id AND s.user_id = $1
+        AND (s.expires_at IS NULL OR s.expires_at > $2)"
+    };
+}
+
+/// Projects joined with the caller's (`$1`) workspace role and live share at time `$2`.
+pub const PROJECT_FROM: &str = project_from!();
+
+/// Every project column plus the caller's role and share.
+pub const SELECT_PROJECT: &str = concat!(
+    "SELECT p.id, p.workspace_id, p.owner_id, p.name, p.description,
+        p.tags, p.status, p.settings, p.system_prompt, p.model_config, p.template_id,
+        p.archived_at, p.version, p.created_at, p.updated_at,
+        m.role AS member_role, s.permission AS share_permission",
+    project_from!()
+);
+
+/// The condition that the caller may see the project at all.
+pub const VISIBLE: &str = "(m.user_id IS NOT NULL OR s.id IS NOT NULL)";
+
+/// One project as the caller sees it; 404 when it does not exist or is not theirs to see.
+pub async fn load<'a>(ex: impl Into<Exec<'a>>, caller: Uuid, id: Uuid) -> AppResult<ProjectRow> {
+    ex.into()
+        .fetch_optional::<ProjectRow>(
+            &format!("{SELECT_PROJECT} WHERE p.id = $3"),
+            args![caller, now(), id],
+        )
+        .await?
+        .filter(|row| row.permission(caller).is_some())
+        .ok_or(AppError::NotFound("project"))
+}
+
+/// Several projects by id (those that exist; visibility is for the caller to check).
+pub async fn load_many(tx: &mut Tx, caller: Uuid, ids: &[Uuid]) -> AppResult<Vec<ProjectRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut binds = args![caller, now()];
+    let placeholders = placeholders(&mut binds, ids.iter().map(|id| Arg::from(*id)));
+    Ok(tx
+        .fetch_all(
+            &format!("{SELECT_PROJECT} WHERE p.id IN ({placeholders})"),
+            binds,
+        )
+        .await?)
+}
+
+/// Appends `values` to `binds` and returns their placeholders, e.g. `$3, $4, $5`.
+pub fn placeholders(binds: &mut Vec<Arg>, values: impl IntoIterator<Item = Arg>) -> String {
+    let mut list = Vec::new();
+    for v in values {
+        binds.push(v);
+        list.push(format!("${}", binds.len()));
+    }
+    list.join(", ")
+}
+
+/// The fields of a project to insert.
+pub struct NewProjectRecord {
+    pub workspace_id: Uuid,
+    pub owner_id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub status: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub system_prompt: String,
+    pub model_config: serde_json::Map<String, serde_json::Value>,
+    pub template_id: Option<String>,
+}
+
+impl NewProjectRecord {
+    /// A copy of `source` owned by `owner_id` in `workspace_id`, named `name`.
+    pub fn copy_of(source: &ProjectRow, owner_id: Uuid, workspace_id: Uuid, name: String) -> Self {
+        NewProjectRecord {
+            workspace_id,
+            owner_id,
+            name,
+            description: source.description.clone(),
+            tags: source.tags.0.clone(),
+            status: source.status.clone(),
+            settings: source.settings.0.clone(),
+            system_prompt: source.system_prompt.clone(),
+            model_config: source.model_config.0.clone(),
+            template_id: source.template_id.clone(),
+        }
+    }
+}
+
+pub async fn insert(tx: &mut Tx, p: NewProjectRecord) -> AppResult<Uuid> {
+    let id = new_id();
+    let at = now();
+    tx.execute(
+        "INSERT INTO projects (id, workspace_id, owner_id, name, description, tags, status, settings,
+            system_prompt, model_config, template_id, archived_at, version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 1, $12, $12)",
+        args![
+            id,
+            p.workspace_id,
+            p.owner_id,
+            p.name,
+            p.description,
+            serde_json::json!(p.tags),
+            p.status,
+            serde_json::Value::Object(p.settings),
+            p.system_prompt,
+            serde_json::Value::Object(p.model_config),
+            p.template_id,
+            at
+        ],
+    )
+    .await?;
+    insert_tags(tx, id, &p.tags).await?;
+    Ok(id)
+}
+
+/// Replaces a project's tag rows (the `tags` column is updated by the caller).
+pub async fn replace_tags(tx: &mut Tx, project_id: Uuid, tags: &[String]) -> AppResult<()> {
+    tx.execute(
+        "DELETE FROM project_tags WHERE project_id = $1",
+        args![project_id],
+    )
+    .await?;
+    insert_tags(tx, project_id, tags).await
+}
+
+async fn insert_tags(tx: &mut Tx, project_id: Uuid, tags: &[String]) -> AppResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut binds = args![project_id];
+    let rows: Vec<String> = tags
+        .iter()
+        .map(|tag| {
+            binds.push(tag.into());
+            format!("($1, ${})", binds.len())
+        })
+        .collect();
+    tx.execute(
+        &format!(
+            "INSERT INTO project_tags (project_id, tag) VALUES {}",
+            rows.join(", ")
+        ),
+        binds,
+    )
+    .await?;
+    Ok(())
+}
+
+/// A name for a copy of `name` that fits the length limit.
+pub fn copy_name(name: &str) -> String {
+    let base: String = name.chars().take(super::crud::MAX_NAME - 7).collect();
+    format!("{base} (copy)")
+}

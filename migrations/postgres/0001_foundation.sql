@@ -1,0 +1,129 @@
+-- Users, team workspaces and members, tokens, projects (agents), shares, templates,
+-- audit log, user preferences and shortcuts.
+
+CREATE TABLE users (
+    id UUID PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    is_instance_admin BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE team_workspaces (
+    id UUID PRIMARY KEY,
+    name VARCHAR(255) NOT NULL,
+    owner_id UUID NOT NULL REFERENCES users(id),
+    is_personal BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE workspace_members (
+    workspace_id UUID NOT NULL REFERENCES team_workspaces(id) ON DELETE CASCADE,
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role TEXT NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+    created_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (workspace_id, user_id)
+);
+CREATE INDEX workspace_members_by_user ON workspace_members (user_id, workspace_id);
+
+CREATE TABLE api_tokens (
+    id UUID PRIMARY KEY,
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    kind TEXT NOT NULL CHECK (kind IN ('session', 'api_key')),
+    name TEXT,
+    token_hash TEXT NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ
+);
+CREATE INDEX api_tokens_by_user ON api_tokens (user_id, kind, id);
+
+CREATE TABLE agent_templates (
+    id TEXT PRIMARY KEY,
+    category TEXT NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL,
+    system_prompt TEXT NOT NULL,
+    settings JSONB NOT NULL,
+    model_config JSONB NOT NULL,
+    tags JSONB NOT NULL,
+    position BIGINT NOT NULL
+);
+CREATE INDEX agent_templates_by_category ON agent_templates (category, position);
+
+CREATE TABLE projects (
+    id UUID PRIMARY KEY,
+    workspace_id UUID NOT NULL REFERENCES team_workspaces(id) ON DELETE CASCADE,
+    owner_id UUID NOT NULL REFERENCES users(id),
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    tags JSONB NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('active', 'paused', 'training', 'error')),
+    settings JSONB NOT NULL,
+    system_prompt TEXT NOT NULL DEFAULT '',
+    model_config JSONB NOT NULL,
+    template_id TEXT REFERENCES agent_templates(id),
+    archived_at TIMESTAMPTZ,
+    version BIGINT NOT NULL DEFAULT 1,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX projects_by_workspace_created ON projects (workspace_id, created_at, id);
+CREATE INDEX projects_by_workspace_updated ON projects (workspace_id, updated_at, id);
+CREATE INDEX projects_by_workspace_name ON projects (workspace_id, name, id);
+CREATE INDEX projects_by_workspace_status ON projects (workspace_id, status);
+
+-- The tags of a project, one row each, for filtering and the available-tags facet.
+CREATE TABLE project_tags (
+    project_id UUID NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    PRIMARY KEY (project_id, tag)
+);
+CREATE INDEX project_tags_by_tag ON project_tags (tag, project_id);
+
+CREATE TABLE project_shares (
+    id UUID PRIMARY KEY,
+    project_id UUID NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    permission TEXT NOT NULL CHECK (permission IN ('view', 'edit', 'admin')),
+    expires_at TIMESTAMPTZ,
+    created_by UUID NOT NULL REFERENCES users(id),
+    created_at TIMESTAMPTZ NOT NULL,
+    UNIQUE (project_id, user_id)
+);
+CREATE INDEX project_shares_by_user ON project_shares (user_id, project_id);
+
+CREATE TABLE audit_log (
+    id UUID PRIMARY KEY,
+    workspace_id UUID NOT NULL REFERENCES team_workspaces(id) ON DELETE CASCADE,
+    actor_id UUID REFERENCES users(id) ON DELETE SET NULL,
+    action TEXT NOT NULL,
+    target_type TEXT NOT NULL,
+    target_id TEXT,
+    details JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX audit_log_by_workspace ON audit_log (workspace_id, id);
+
+CREATE TABLE user_preferences (
+    user_id UUID PRIMARY KEY REFERENCES users(id) ON DELETE CASCADE,
+    theme TEXT NOT NULL,
+    default_view_mode TEXT NOT NULL,
+    dashboard_layout JSONB NOT NULL,
+    notification_settings JSONB NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE custom_shortcuts (
+    id UUID PRIMARY KEY,
+    user_id UUID NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    keys TEXT NOT NULL,
+    action TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    parameters JSONB NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    UNIQUE (user_id, keys)
+);
+CREATE INDEX custom_shortcuts_by_user ON custom_shortcuts (user_id, id);
