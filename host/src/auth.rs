@@ -43,10 +43,13 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(AppError::Unauthorized("send `Authorization: Bearer <token>`"))?;
+        let header =
+            parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .ok_or(AppError::Unauthorized(
+                    "send `Authorization: Bearer <token>`",
+                ))?;
         let token = header
             .to_str()
             .ok()
@@ -65,8 +68,9 @@ impl FromRequestParts<AppState> for AuthUser {
                 args![hash_token(token), crate::db::now()],
             )
             .await?;
-        let owner =
-            owner.ok_or(AppError::Unauthorized("the token is unknown, revoked or expired"))?;
+        let owner = owner.ok_or(AppError::Unauthorized(
+            "the token is unknown, revoked or expired",
+        ))?;
         Ok(AuthUser {
             id: owner.user_id,
             is_instance_admin: owner.is_instance_admin,
@@ -216,7 +220,10 @@ async fn register(
 ) -> AppResult<(StatusCode, Json<Session>)> {
     let email = normalize_email(&req.email)?;
     if !(8..=1024).contains(&req.password.chars().count()) {
-        return Err(AppError::invalid("password", "must be 8 to 1024 characters"));
+        return Err(AppError::invalid(
+            "password",
+            "must be 8 to 1024 characters",
+        ));
     }
     let name = match req.name.as_deref().map(str::trim) {
         Some("") => return Err(AppError::invalid("name", "must not be empty")),
@@ -276,12 +283,18 @@ async fn create_user(
 
 /// `nova create-admin`: creates an instance admin, or promotes an existing user and sets
 /// their password. Returns whether the user was created.
-pub async fn create_admin(db: &crate::db::Db, email: &str, password: String) -> anyhow::Result<bool> {
+pub async fn create_admin(
+    db: &crate::db::Db,
+    email: &str,
+    password: String,
+) -> anyhow::Result<bool> {
     let email = normalize_email(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
     if !(8..=1024).contains(&password.chars().count()) {
         anyhow::bail!("the password must be 8 to 1024 characters");
     }
-    let hash = hash_password(password).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = hash_password(password)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut tx = db.begin().await?;
     let promoted = tx
         .execute(

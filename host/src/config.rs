@@ -112,9 +112,9 @@ impl Config {
         let pick = |env_key: &str, file_value: Option<String>| env(env_key).or(file_value);
 
         if let Some(v) = pick("NOVA_BIND", file.bind) {
-            c.bind = v
-                .parse()
-                .with_context(|| format!("NOVA_BIND: `{v}` is not a socket address like 127.0.0.1:8080"))?;
+            c.bind = v.parse().with_context(|| {
+                format!("NOVA_BIND: `{v}` is not a socket address like 127.0.0.1:8080")
+            })?;
         }
         if let Some(v) = pick("DATABASE_URL", file.database_url) {
             if !["sqlite:", "postgres://", "postgresql://"]
@@ -244,7 +244,12 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(key, _)| *key == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
@@ -282,12 +287,12 @@ mod tests {
     #[test]
     fn master_key_accepts_hex_and_base64_and_is_not_printed() {
         let hex = "00".repeat(32);
-        let c = Config::from_sources(None, &|k| (k == "NOVA_MASTER_KEY").then(|| hex.clone()))
-            .unwrap();
+        let c =
+            Config::from_sources(None, &|k| (k == "NOVA_MASTER_KEY").then(|| hex.clone())).unwrap();
         assert!(!format!("{c:?}").contains(&hex));
         let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        let c = Config::from_sources(None, &|k| (k == "NOVA_MASTER_KEY").then(|| b64.clone()))
-            .unwrap();
+        let c =
+            Config::from_sources(None, &|k| (k == "NOVA_MASTER_KEY").then(|| b64.clone())).unwrap();
         assert_eq!(c.master_key.unwrap().0, [7u8; 32]);
     }
 }

@@ -87,7 +87,8 @@ macro_rules! bind_args {
 
 /// A row type readable from both backends.
 pub trait Row: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> {}
-impl<T> Row for T where T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> {}
+impl<T> Row for T where T: Send + Unpin + for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow>
+{}
 
 /// A scalar readable from both backends.
 pub trait Scalar:
@@ -283,14 +284,22 @@ impl<'a> From<&'a mut Tx> for Exec<'a> {
 }
 
 impl Exec<'_> {
-    pub async fn fetch_all<T: Row>(&mut self, sql: &str, args: Vec<Arg>) -> Result<Vec<T>, sqlx::Error> {
+    pub async fn fetch_all<T: Row>(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Vec<T>, sqlx::Error> {
         match self {
             Exec::Db(db) => db.fetch_all(sql, args).await,
             Exec::Tx(tx) => tx.fetch_all(sql, args).await,
         }
     }
 
-    pub async fn fetch_optional<T: Row>(&mut self, sql: &str, args: Vec<Arg>) -> Result<Option<T>, sqlx::Error> {
+    pub async fn fetch_optional<T: Row>(
+        &mut self,
+        sql: &str,
+        args: Vec<Arg>,
+    ) -> Result<Option<T>, sqlx::Error> {
         match self {
             Exec::Db(db) => db.fetch_optional(sql, args).await,
             Exec::Tx(tx) => tx.fetch_optional(sql, args).await,
@@ -417,7 +426,11 @@ impl<T> Page<T> {
 
 /// Keyset pagination by an id column alone (UUID v7 ids sort by creation time), newest
 /// first: the condition to append after a `WHERE` and its bind value.
-pub fn newest_first(column: &str, cursor: Option<&Cursor>, next_param: usize) -> (String, Vec<Arg>) {
+pub fn newest_first(
+    column: &str,
+    cursor: Option<&Cursor>,
+    next_param: usize,
+) -> (String, Vec<Arg>) {
     match cursor {
         Some(c) => (format!(" AND {column} < ${next_param}"), args![c.id]),
         None => (String::new(), Vec::new()),

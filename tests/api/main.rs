@@ -1,1 +1,11 @@
+//! The API, through HTTP, on SQLite and (with `NOVA_TEST_POSTGRES_URL`) PostgreSQL.
 
+mod helpers;
+
+mod auth;
+mod bulk;
+mod permissions;
+mod platform;
+mod projects;
+mod team;
+mod user;

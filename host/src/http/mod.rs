@@ -122,7 +122,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
     let one: i64 = state
         .db
-        .scalar("SELECT 1", Vec::new())
+        .scalar("SELECT CAST(1 AS BIGINT)", Vec::new())
         .await
         .map_err(|e| AppError::Unavailable(format!("database not ready: {e}")))?;
     if one == 1 {

@@ -131,7 +131,10 @@ async fn bulk(
     let settings = match (req.action, req.settings) {
         (BulkAction::UpdateSettings, Some(s)) => Some(validate_object("settings", s)?),
         (BulkAction::UpdateSettings, None) => {
-            return Err(AppError::invalid("settings", "is required for update_settings"));
+            return Err(AppError::invalid(
+                "settings",
+                "is required for update_settings",
+            ));
         }
         (_, Some(_)) => {
             return Err(AppError::invalid("settings", "is only for update_settings"));
@@ -156,22 +159,29 @@ async fn bulk(
     let needed = req.action.needs();
     let refusals: Vec<(Uuid, ItemStatus, String)> = ids
         .iter()
-        .filter_map(|id| match rows.get(id).map(|r| r.require(auth.id, needed)) {
-            None | Some(Err(AppError::NotFound(_))) => {
-                Some((*id, ItemStatus::NotFound, "project not found".to_owned()))
-            }
-            Some(Err(e)) => Some((*id, ItemStatus::Forbidden, e.to_string())),
-            Some(Ok(_)) => None,
-        })
+        .filter_map(
+            |id| match rows.get(id).map(|r| r.require(auth.id, needed)) {
+                None | Some(Err(AppError::NotFound(_))) => {
+                    Some((*id, ItemStatus::NotFound, "project not found".to_owned()))
+                }
+                Some(Err(e)) => Some((*id, ItemStatus::Forbidden, e.to_string())),
+                Some(Ok(_)) => None,
+            },
+        )
         .collect();
     if !refusals.is_empty() {
-        let status = if refusals.iter().any(|r| matches!(r.1, ItemStatus::Forbidden)) {
+        let status = if refusals
+            .iter()
+            .any(|r| matches!(r.1, ItemStatus::Forbidden))
+        {
             StatusCode::FORBIDDEN
         } else {
             StatusCode::NOT_FOUND
         };
-        let mut by_id: HashMap<Uuid, (ItemStatus, String)> =
-            refusals.into_iter().map(|(id, s, e)| (id, (s, e))).collect();
+        let mut by_id: HashMap<Uuid, (ItemStatus, String)> = refusals
+            .into_iter()
+            .map(|(id, s, e)| (id, (s, e)))
+            .collect();
         let results: Vec<BulkItem> = ids
             .iter()
             .map(|id| match by_id.remove(id) {
@@ -218,7 +228,8 @@ async fn bulk(
                 None
             }
             BulkAction::UpdateSettings => {
-                let merged = validate_object("settings", merge(row.settings.0.clone(), settings.clone()))?;
+                let merged =
+                    validate_object("settings", merge(row.settings.0.clone(), settings.clone()))?;
                 tx.execute(
                     "UPDATE projects SET settings = $2, version = version + 1, updated_at = $3 WHERE id = $1",
                     args![*id, serde_json::Value::Object(merged), now()],
@@ -236,7 +247,8 @@ async fn bulk(
                         AppError::invalid("project_ids", "you have no workspace to copy into")
                     })?
                 };
-                let record = NewProjectRecord::copy_of(row, auth.id, workspace_id, copy_name(&row.name));
+                let record =
+                    NewProjectRecord::copy_of(row, auth.id, workspace_id, copy_name(&row.name));
                 Some(queries::insert(&mut tx, record).await?)
             }
         };
@@ -334,7 +346,8 @@ async fn duplicate(
         record.system_prompt = validate_text("system_prompt", &p, MAX_PROMPT)?;
     }
     record.settings = validate_object("settings", merge(record.settings, req.settings))?;
-    record.model_config = validate_object("model_config", merge(record.model_config, req.model_config))?;
+    record.model_config =
+        validate_object("model_config", merge(record.model_config, req.model_config))?;
     let mut tx: Tx = state.db.begin().await?;
     let new_id = queries::insert(&mut tx, record).await?;
     crate::team::audit(

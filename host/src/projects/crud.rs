@@ -34,14 +34,20 @@ const MAX_JSON_BYTES: usize = 64 * 1024;
 pub fn validate_name(name: &str) -> AppResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME {
-        return Err(AppError::invalid("name", format!("must be 1 to {MAX_NAME} characters")));
+        return Err(AppError::invalid(
+            "name",
+            format!("must be 1 to {MAX_NAME} characters"),
+        ));
     }
     Ok(name.to_owned())
 }
 
 pub fn validate_text(field: &str, value: &str, max: usize) -> AppResult<String> {
     if value.chars().count() > max {
-        return Err(AppError::invalid(field, format!("must be at most {max} characters")));
+        return Err(AppError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     Ok(value.to_owned())
 }
@@ -67,7 +73,10 @@ pub fn normalize_tags(tags: &[String]) -> AppResult<Vec<String>> {
         }
     }
     if out.len() > MAX_TAGS {
-        return Err(AppError::invalid("tags", format!("at most {MAX_TAGS} tags")));
+        return Err(AppError::invalid(
+            "tags",
+            format!("at most {MAX_TAGS} tags"),
+        ));
     }
     Ok(out)
 }
@@ -76,9 +85,14 @@ pub fn validate_object(
     field: &str,
     value: serde_json::Map<String, serde_json::Value>,
 ) -> AppResult<serde_json::Map<String, serde_json::Value>> {
-    let size = serde_json::to_vec(&value).map(|v| v.len()).unwrap_or(usize::MAX);
+    let size = serde_json::to_vec(&value)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
     if size > MAX_JSON_BYTES {
-        return Err(AppError::invalid(field, format!("must be at most {MAX_JSON_BYTES} bytes of JSON")));
+        return Err(AppError::invalid(
+            field,
+            format!("must be at most {MAX_JSON_BYTES} bytes of JSON"),
+        ));
     }
     Ok(value)
 }
@@ -114,17 +128,28 @@ struct TemplateDefaults {
 
 /// The caller's target workspace: the one asked for (they must belong to it) or their
 /// personal one.
-pub async fn target_workspace(state: &AppState, auth: &AuthUser, asked: Option<Uuid>) -> AppResult<Uuid> {
+pub async fn target_workspace(
+    state: &AppState,
+    auth: &AuthUser,
+    asked: Option<Uuid>,
+) -> AppResult<Uuid> {
     match asked {
         Some(id) => {
             require_role(&state.db, id, auth.id, Role::Member)
                 .await
-                .map_err(|_| AppError::invalid("workspace_id", "is not a workspace you belong to"))?;
+                .map_err(|_| {
+                    AppError::invalid("workspace_id", "is not a workspace you belong to")
+                })?;
             Ok(id)
         }
         None => crate::team::personal_workspace(&state.db, auth.id)
             .await?
-            .ok_or_else(|| AppError::invalid("workspace_id", "is required: you have no personal workspace")),
+            .ok_or_else(|| {
+                AppError::invalid(
+                    "workspace_id",
+                    "is required: you have no personal workspace",
+                )
+            }),
     }
 }
 
@@ -198,7 +223,16 @@ async fn create_project(
     let workspace_id = record.workspace_id;
     let mut tx = state.db.begin().await?;
     let id = queries::insert(&mut tx, record).await?;
-    crate::team::audit(&mut tx, workspace_id, auth.id, "project.create", "project", Some(id.to_string()), serde_json::json!({})).await?;
+    crate::team::audit(
+        &mut tx,
+        workspace_id,
+        auth.id,
+        "project.create",
+        "project",
+        Some(id.to_string()),
+        serde_json::json!({}),
+    )
+    .await?;
     tx.commit().await?;
     let row = queries::load(&state.db, auth.id, id).await?;
     Ok((StatusCode::CREATED, Json(row.into_view(auth.id))))
@@ -270,7 +304,11 @@ async fn update_project(
     note("settings", req.settings.is_some());
     note("system_prompt", req.system_prompt.is_some());
     note("model_config", req.model_config.is_some());
-    let name = req.name.map(|n| validate_name(&n)).transpose()?.unwrap_or(row.name.clone());
+    let name = req
+        .name
+        .map(|n| validate_name(&n))
+        .transpose()?
+        .unwrap_or(row.name.clone());
     let description = match req.description {
         Some(d) => validate_text("description", &d, MAX_DESCRIPTION)?,
         None => row.description.clone(),
@@ -279,14 +317,19 @@ async fn update_project(
         Some(t) => normalize_tags(t)?,
         None => row.tags.0.clone(),
     };
-    let status = req.status.map(|s| s.as_str().to_owned()).unwrap_or(row.status.clone());
+    let status = req
+        .status
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or(row.status.clone());
     let settings = validate_object("settings", req.settings.unwrap_or(row.settings.0.clone()))?;
     let system_prompt = match req.system_prompt {
         Some(p) => validate_text("system_prompt", &p, MAX_PROMPT)?,
         None => row.system_prompt.clone(),
     };
-    let model_config =
-        validate_object("model_config", req.model_config.unwrap_or(row.model_config.0.clone()))?;
+    let model_config = validate_object(
+        "model_config",
+        req.model_config.unwrap_or(row.model_config.0.clone()),
+    )?;
     tx.execute(
         "UPDATE projects SET name = $2, description = $3, tags = $4, status = $5, settings = $6,
             system_prompt = $7, model_config = $8, version = version + 1, updated_at = $9
@@ -334,7 +377,8 @@ async fn delete_project(
     let mut tx = state.db.begin().await?;
     let row = queries::load(&mut tx, auth.id, id).await?;
     row.require(auth.id, Permission::Admin)?;
-    tx.execute("DELETE FROM projects WHERE id = $1", args![id]).await?;
+    tx.execute("DELETE FROM projects WHERE id = $1", args![id])
+        .await?;
     crate::team::audit(
         &mut tx,
         row.workspace_id,
@@ -487,24 +531,31 @@ async fn list_projects(
         SortColumn::CreatedAt => "p.created_at",
         SortColumn::UpdatedAt => "p.updated_at",
     };
-    let (op, dir) = if descending { ("<", "DESC") } else { (">", "ASC") };
+    let (op, dir) = if descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
     if let Some(c) = &cursor {
         let value: Arg = match (column, c.value.as_deref()) {
             (SortColumn::Name, Some(v)) => v.into(),
             (_, Some(v)) => DateTime::parse_from_rfc3339(v)
                 .map(|t| Arg::from(t.with_timezone(&Utc)))
-                .map_err(|_| AppError::BadRequest("`cursor` is not a cursor this API issued".into()))?,
+                .map_err(|_| {
+                    AppError::BadRequest("`cursor` is not a cursor this API issued".into())
+                })?,
             (_, None) => {
-                return Err(AppError::BadRequest("`cursor` is not a cursor this API issued".into()));
+                return Err(AppError::BadRequest(
+                    "`cursor` is not a cursor this API issued".into(),
+                ));
             }
         };
         binds.push(value);
         let v = binds.len();
         binds.push(c.id.into());
         let i = binds.len();
-        filter += &format!(
-            " AND ({column_sql} {op} ${v} OR ({column_sql} = ${v} AND p.id {op} ${i}))"
-        );
+        filter +=
+            &format!(" AND ({column_sql} {op} ${v} OR ({column_sql} = ${v} AND p.id {op} ${i}))");
     }
     let rows: Vec<ProjectRow> = state
         .db
@@ -538,7 +589,11 @@ async fn list_projects(
         .await?;
 
     Ok(Json(ProjectList {
-        projects: page.items.into_iter().map(|r| r.into_view(auth.id)).collect(),
+        projects: page
+            .items
+            .into_iter()
+            .map(|r| r.into_view(auth.id))
+            .collect(),
         next_cursor: page.next_cursor,
         filters: ProjectFilters {
             available_tags: available_tags.into_iter().map(|(t,)| t).collect(),

@@ -71,7 +71,12 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 4] = [Status::Active, Status::Paused, Status::Training, Status::Error];
+    pub const ALL: [Status; 4] = [
+        Status::Active,
+        Status::Paused,
+        Status::Training,
+        Status::Error,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -108,13 +113,17 @@ pub struct ProjectRow {
 impl ProjectRow {
     /// The caller's permission on this project, or `None` if they may not see it.
     pub fn permission(&self, caller: Uuid) -> Option<Permission> {
-        let from_workspace = self.member_role.as_deref().and_then(Role::parse).map(|role| {
-            if role >= Role::Admin || self.owner_id == caller {
-                Permission::Admin
-            } else {
-                Permission::Edit
-            }
-        });
+        let from_workspace = self
+            .member_role
+            .as_deref()
+            .and_then(Role::parse)
+            .map(|role| {
+                if role >= Role::Admin || self.owner_id == caller {
+                    Permission::Admin
+                } else {
+                    Permission::Edit
+                }
+            });
         let from_share = self.share_permission.as_deref().and_then(Permission::parse);
         from_workspace.max(from_share)
     }

@@ -182,7 +182,9 @@ async fn comparison(
         }
     }
     if !(2..=20).contains(&ids.len()) {
-        return Err(AppError::BadRequest("`ids` must name 2 to 20 projects".into()));
+        return Err(AppError::BadRequest(
+            "`ids` must name 2 to 20 projects".into(),
+        ));
     }
     let range = q.time_range.unwrap_or_default();
     let mut projects = Vec::with_capacity(ids.len());

@@ -63,7 +63,10 @@ fn parse_expiry(raw: &str) -> AppResult<DateTime<Utc>> {
         DateTime::parse_from_rfc3339(raw)
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| {
-                AppError::invalid("expiry_date", "must be a date (2024-12-31) or an RFC 3339 time")
+                AppError::invalid(
+                    "expiry_date",
+                    "must be a date (2024-12-31) or an RFC 3339 time",
+                )
             })?
     };
     if at <= now() {
@@ -92,9 +95,13 @@ async fn share_project(
     let user: Option<(Uuid,)> = tx
         .fetch_optional("SELECT id FROM users WHERE email = $1", args![&email])
         .await?;
-    let (user_id,) = user.ok_or_else(|| AppError::invalid("user_email", "is not a registered user"))?;
+    let (user_id,) =
+        user.ok_or_else(|| AppError::invalid("user_email", "is not a registered user"))?;
     if user_id == auth.id {
-        return Err(AppError::invalid("user_email", "is you; a project is not shared with its sharer"));
+        return Err(AppError::invalid(
+            "user_email",
+            "is you; a project is not shared with its sharer",
+        ));
     }
     tx.execute(
         "INSERT INTO project_shares (id, project_id, user_id, permission, expires_at, created_by, created_at)
@@ -146,7 +153,10 @@ async fn list_shares(
     let rows: Vec<Share> = state
         .db
         .fetch_all(
-            &format!("{SHARE_SELECT} WHERE s.project_id = $1{after} ORDER BY s.id DESC LIMIT {}", limit + 1),
+            &format!(
+                "{SHARE_SELECT} WHERE s.project_id = $1{after} ORDER BY s.id DESC LIMIT {}",
+                limit + 1
+            ),
             binds,
         )
         .await?;

@@ -75,10 +75,9 @@ async fn list_templates(
     }
     // Templates are few and ordered by a curated position, which the cursor carries.
     if let Some(c) = page.cursor("position")? {
-        let position: i64 = c
-            .value
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| AppError::BadRequest("`cursor` is not a cursor this API issued".into()))?;
+        let position: i64 = c.value.and_then(|v| v.parse().ok()).ok_or_else(|| {
+            AppError::BadRequest("`cursor` is not a cursor this API issued".into())
+        })?;
         binds.push(position.into());
         filter += &format!(" AND position > ${}", binds.len());
     }

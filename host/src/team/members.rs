@@ -71,7 +71,9 @@ async fn list_members(
             binds,
         )
         .await?;
-    Ok(Json(Page::from_rows(rows, limit, |m| Cursor::by_id(m.user_id))))
+    Ok(Json(Page::from_rows(rows, limit, |m| {
+        Cursor::by_id(m.user_id)
+    })))
 }
 
 /// Adds a registered user to the workspace (owner or admin only).
@@ -87,7 +89,10 @@ async fn add_member(
 ) -> AppResult<(StatusCode, Json<Member>)> {
     require_role(&state.db, workspace_id, auth.id, Role::Admin).await?;
     if req.role == Role::Owner {
-        return Err(AppError::invalid("role", "a workspace has one owner; use admin or member"));
+        return Err(AppError::invalid(
+            "role",
+            "a workspace has one owner; use admin or member",
+        ));
     }
     let email = req.email.trim().to_lowercase();
     let user: Option<(Uuid,)> = state
@@ -147,11 +152,15 @@ async fn remove_member(
         .await?
         .ok_or(AppError::NotFound("member"))?;
     if their_role == Role::Owner {
-        return Err(AppError::forbidden("the owner cannot be removed from the workspace"));
+        return Err(AppError::forbidden(
+            "the owner cannot be removed from the workspace",
+        ));
     }
     let leaving = user_id == auth.id;
     if !leaving && my_role <= their_role {
-        return Err(AppError::forbidden("only a higher role may remove this member"));
+        return Err(AppError::forbidden(
+            "only a higher role may remove this member",
+        ));
     }
     let mut tx = state.db.begin().await?;
     tx.execute(

@@ -66,7 +66,12 @@ pub async fn workspace_role(db: &Db, workspace_id: Uuid, user_id: Uuid) -> AppRe
 
 /// The caller's role, required to be at least `min`: a stranger gets 404 (the workspace's
 /// existence is not revealed), a member below `min` 403.
-pub async fn require_role(db: &Db, workspace_id: Uuid, user_id: Uuid, min: Role) -> AppResult<Role> {
+pub async fn require_role(
+    db: &Db,
+    workspace_id: Uuid,
+    user_id: Uuid,
+    min: Role,
+) -> AppResult<Role> {
     match workspace_role(db, workspace_id, user_id).await? {
         None => Err(AppError::NotFound("workspace")),
         Some(role) if role < min => Err(AppError::forbidden(format!(

@@ -22,7 +22,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Creates a workspace owned by `owner_id`, who becomes its first member.
-pub async fn create_workspace(tx: &mut Tx, owner_id: Uuid, name: &str, personal: bool) -> AppResult<Uuid> {
+pub async fn create_workspace(
+    tx: &mut Tx,
+    owner_id: Uuid,
+    name: &str,
+    personal: bool,
+) -> AppResult<Uuid> {
     let id = new_id();
     let now = crate::db::now();
     tx.execute(
@@ -117,7 +122,16 @@ async fn create_workspace_handler(
     }
     let mut tx = state.db.begin().await?;
     let id = create_workspace(&mut tx, auth.id, name, false).await?;
-    super::audit(&mut tx, id, auth.id, "workspace.create", "workspace", Some(id.to_string()), serde_json::json!({"name": name})).await?;
+    super::audit(
+        &mut tx,
+        id,
+        auth.id,
+        "workspace.create",
+        "workspace",
+        Some(id.to_string()),
+        serde_json::json!({"name": name}),
+    )
+    .await?;
     tx.commit().await?;
     let workspace = state
         .db

@@ -149,7 +149,9 @@ async fn put_preferences(
         notification_settings: update
             .notification_settings
             .unwrap_or(current.notification_settings),
-        default_view_mode: update.default_view_mode.unwrap_or(current.default_view_mode),
+        default_view_mode: update
+            .default_view_mode
+            .unwrap_or(current.default_view_mode),
     };
     state
         .db

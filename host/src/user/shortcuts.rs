@@ -53,15 +53,15 @@ const MODIFIERS: [&str; 5] = ["ctrl", "alt", "shift", "meta", "cmd"];
 
 /// Canonical form of a key combination: lower case, modifiers in a fixed order.
 fn normalize_keys(keys: &str) -> Result<String, AppError> {
-    let parts: Vec<String> = keys
-        .split('+')
-        .map(|p| p.trim().to_lowercase())
-        .collect();
+    let parts: Vec<String> = keys.split('+').map(|p| p.trim().to_lowercase()).collect();
     let Some((key, modifiers)) = parts.split_last() else {
         return Err(AppError::invalid("keys", "must not be empty"));
     };
     if key.is_empty() || key.chars().count() > 20 || MODIFIERS.contains(&key.as_str()) {
-        return Err(AppError::invalid("keys", "must end with a key, e.g. `ctrl+k`"));
+        return Err(AppError::invalid(
+            "keys",
+            "must end with a key, e.g. `ctrl+k`",
+        ));
     }
     let mut sorted = Vec::new();
     for m in MODIFIERS {
@@ -96,7 +96,10 @@ async fn create_shortcut(
         return Err(AppError::invalid("action", "must be 1 to 100 characters"));
     }
     if req.description.chars().count() > 500 {
-        return Err(AppError::invalid("description", "must be at most 500 characters"));
+        return Err(AppError::invalid(
+            "description",
+            "must be at most 500 characters",
+        ));
     }
     let id = new_id();
     let inserted = state

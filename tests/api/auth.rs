@@ -1,0 +1,180 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_problem};
+use crate::on_both;
+
+async fn registration_login_and_logout(app: TestApp) {
+    let alice = app.register("alice").await;
+    let me = app.get("/api/user/me", &alice.token).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.body["email"], "alice@example.com");
+    assert_eq!(
+        me.body["is_instance_admin"], true,
+        "the first user is an instance admin"
+    );
+    assert!(me.body.get("password_hash").is_none());
+
+    let bob = app.register("bob").await;
+    let me = app.get("/api/user/me", &bob.token).await;
+    assert_eq!(me.body["is_instance_admin"], false);
+
+    // The same email, in another case, is taken.
+    let dup = app
+        .call(
+            Method::POST,
+            "/api/auth/register",
+            None,
+            Some(json!({"email": "ALICE@example.com", "password": "another password"})),
+        )
+        .await;
+    assert_problem(&dup, 409);
+    for (body, field) in [
+        (
+            json!({"email": "not-an-email", "password": "long enough"}),
+            "email",
+        ),
+        (
+            json!({"email": "c@example.com", "password": "short"}),
+            "password",
+        ),
+        (
+            json!({"email": "c@example.com", "password": "long enough", "name": "  "}),
+            "name",
+        ),
+    ] {
+        let r = app
+            .call(Method::POST, "/api/auth/register", None, Some(body))
+            .await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["errors"][0]["field"], field);
+    }
+    let missing = app
+        .call(
+            Method::POST,
+            "/api/auth/register",
+            None,
+            Some(json!({"email": "x@example.com"})),
+        )
+        .await;
+    assert_problem(&missing, 422);
+
+    let wrong = app
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "alice@example.com", "password": "wrong password"})),
+        )
+        .await;
+    assert_problem(&wrong, 401);
+    let unknown = app
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "nobody@example.com", "password": "wrong password"})),
+        )
+        .await;
+    assert_problem(&unknown, 401);
+
+    let login = app
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "Alice@Example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    assert_eq!(login.status, 200);
+    let token = login.body["token"].as_str().unwrap().to_owned();
+    assert_ne!(token, alice.token);
+    assert_eq!(app.get("/api/user/me", &token).await.status, 200);
+
+    let out = app
+        .call(Method::POST, "/api/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(out.status, 204);
+    assert_problem(&app.get("/api/user/me", &token).await, 401);
+    // Other sessions stay valid.
+    assert_eq!(app.get("/api/user/me", &alice.token).await.status, 200);
+
+    let anonymous = app.call(Method::GET, "/api/user/me", None, None).await;
+    assert_problem(&anonymous, 401);
+    assert_eq!(anonymous.headers["www-authenticate"], "Bearer");
+    assert_problem(&app.get("/api/user/me", "nova_forged").await, 401);
+}
+on_both!(registration_login_and_logout);
+
+async fn api_keys(app: TestApp) {
+    let alice = app.register("alice").await;
+    let created = app
+        .post(
+            "/api/user/api-keys",
+            &alice.token,
+            json!({"name": "ci script", "expires_in_days": 30}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(created.body["prefix"].as_str().unwrap()));
+    assert!(created.body["expires_at"].is_string());
+
+    // The key authenticates as its owner.
+    let me = app.get("/api/user/me", &key).await;
+    assert_eq!(me.body["id"], alice.id);
+
+    let list = app.get("/api/user/api-keys", &alice.token).await;
+    assert_eq!(list.status, 200);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert!(
+        list.body["items"][0].get("key").is_none(),
+        "the key is shown once only"
+    );
+    assert!(list.body["next_cursor"].is_null());
+
+    // Another user can neither see nor delete it.
+    let bob = app.register("bob").await;
+    assert_eq!(
+        app.get("/api/user/api-keys", &bob.token).await.body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_problem(
+        &app.delete(&format!("/api/user/api-keys/{id}"), &bob.token)
+            .await,
+        404,
+    );
+
+    assert_problem(
+        &app.post("/api/user/api-keys", &alice.token, json!({"name": ""}))
+            .await,
+        422,
+    );
+    assert_problem(
+        &app.post(
+            "/api/user/api-keys",
+            &alice.token,
+            json!({"name": "x", "expires_in_days": 0}),
+        )
+        .await,
+        422,
+    );
+
+    assert_eq!(
+        app.delete(&format!("/api/user/api-keys/{id}"), &alice.token)
+            .await
+            .status,
+        204
+    );
+    assert_problem(&app.get("/api/user/me", &key).await, 401);
+    assert_problem(
+        &app.delete(&format!("/api/user/api-keys/{id}"), &alice.token)
+            .await,
+        404,
+    );
+}
+on_both!(api_keys);

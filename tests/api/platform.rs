@@ -1,0 +1,128 @@
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_problem};
+use crate::on_both;
+
+async fn health_docs_and_metrics(app: TestApp) {
+    let health = app.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(health.status, 200);
+    let ready = app.call(Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 200);
+    assert!(
+        health.headers.contains_key("x-request-id"),
+        "every response carries a request id"
+    );
+
+    let spec = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    assert_eq!(spec.status, 200);
+    assert!(spec.body["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/api/auth/register",
+        "/api/auth/login",
+        "/api/auth/logout",
+        "/api/user/me",
+        "/api/user/api-keys",
+        "/api/user/api-keys/{id}",
+        "/api/user/preferences",
+        "/api/shortcuts/custom",
+        "/api/shortcuts/custom/{id}",
+        "/api/team/workspaces",
+        "/api/team/workspaces/{id}/members",
+        "/api/team/workspaces/{id}/members/{user_id}",
+        "/api/audit-log",
+        "/api/projects",
+        "/api/projects/{id}",
+        "/api/projects/bulk",
+        "/api/projects/{id}/duplicate",
+        "/api/projects/{id}/share",
+        "/api/projects/{id}/shares",
+        "/api/projects/{id}/performance",
+        "/api/projects/comparison",
+        "/api/agent-templates",
+    ] {
+        assert!(
+            spec.body["paths"].get(path).is_some(),
+            "{path} is documented"
+        );
+    }
+    assert!(spec.body["components"]["securitySchemes"]["bearer"].is_object());
+
+    let docs = app.call(Method::GET, "/docs", None, None).await;
+    assert_eq!(docs.status, 200);
+    assert!(docs.body.as_str().unwrap().contains("/api/openapi.json"));
+
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(
+        text.contains(
+            "nova_http_requests_total{method=\"GET\",path=\"/healthz\",status=\"200\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "nova_http_request_duration_seconds_count{method=\"GET\",path=\"/api/openapi.json\"} 1"
+    ));
+}
+on_both!(health_docs_and_metrics);
+
+async fn bad_input_is_a_problem(app: TestApp) {
+    let alice = app.register("alice").await;
+    let malformed = app
+        .raw(
+            Method::POST,
+            "/api/projects",
+            &alice.token,
+            "application/json",
+            b"{\"name\": ".to_vec(),
+        )
+        .await;
+    assert_problem(&malformed, 400);
+    let wrong_type = app
+        .post("/api/projects", &alice.token, json!({"name": 42}))
+        .await;
+    assert_problem(&wrong_type, 422);
+    let unknown_enum = app
+        .post(
+            "/api/projects",
+            &alice.token,
+            json!({"name": "x", "status": "sleeping"}),
+        )
+        .await;
+    assert_problem(&unknown_enum, 422);
+    let not_json = app
+        .raw(
+            Method::POST,
+            "/api/projects",
+            &alice.token,
+            "text/plain",
+            b"name=x".to_vec(),
+        )
+        .await;
+    assert_problem(&not_json, 415);
+    let huge = format!(
+        "{{\"name\": \"x\", \"description\": \"{}\"}}",
+        "a".repeat(2 * 1024 * 1024)
+    );
+    let too_big = app
+        .raw(
+            Method::POST,
+            "/api/projects",
+            &alice.token,
+            "application/json",
+            huge.into_bytes(),
+        )
+        .await;
+    assert_problem(&too_big, 413);
+    assert_problem(
+        &app.get("/api/projects/not-a-uuid", &alice.token).await,
+        400,
+    );
+    assert_problem(&app.get("/api/nowhere", &alice.token).await, 404);
+    assert_problem(&app.get("/api/projects?limit=500", &alice.token).await, 400);
+    assert_problem(&app.get("/api/projects?limit=abc", &alice.token).await, 400);
+    // None of it created anything.
+    let list = app.get("/api/projects", &alice.token).await;
+    assert_eq!(list.body["projects"].as_array().unwrap().len(), 0);
+}
+on_both!(bad_input_is_a_problem);
