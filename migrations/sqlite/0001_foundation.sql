@@ -74,6 +74,10 @@ CREATE INDEX projects_by_workspace_created ON projects (workspace_id, created_at
 CREATE INDEX projects_by_workspace_updated ON projects (workspace_id, updated_at, id);
 CREATE INDEX projects_by_workspace_name ON projects (workspace_id, name, id);
 CREATE INDEX projects_by_workspace_status ON projects (workspace_id, status);
+-- Global sort orders, walked in order when the caller sees projects of several workspaces.
+CREATE INDEX projects_by_created ON projects (created_at, id);
+CREATE INDEX projects_by_updated ON projects (updated_at, id);
+CREATE INDEX projects_by_name ON projects (name, id);
 
 -- The tags of a project, one row each, for filtering and the available-tags facet.
 CREATE TABLE project_tags (
@@ -82,6 +86,15 @@ CREATE TABLE project_tags (
     PRIMARY KEY (project_id, tag)
 );
 CREATE INDEX project_tags_by_tag ON project_tags (tag, project_id);
+
+-- How many projects of a workspace carry each tag: the tag facet of the project list reads
+-- these few rows instead of every project's tags.
+CREATE TABLE workspace_tags (
+    workspace_id BLOB NOT NULL REFERENCES team_workspaces(id) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    project_count INTEGER NOT NULL,
+    PRIMARY KEY (workspace_id, tag)
+);
 
 CREATE TABLE project_shares (
     id BLOB PRIMARY KEY,

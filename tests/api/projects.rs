@@ -369,5 +369,45 @@ async fn project_list_filters_sorts_and_pages(app: TestApp) {
         )
         .await;
     assert_eq!(names(&with_archived.body)[0], "Alpha support");
+
+    // The tag facet follows changes, deletions and shares.
+    let facet = |list: &Value| list["filters"]["available_tags"].clone();
+    app.put(
+        &format!("/api/projects/{}", ids[2]),
+        &alice.token,
+        json!({"tags": ["people"]}),
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("/api/projects/{}", ids[1]), &alice.token)
+            .await
+            .status,
+        204
+    );
+    let list = app.get("/api/projects", &alice.token).await;
+    assert_eq!(facet(&list.body), json!(["internal", "people", "support"]));
+    let secret = app.get("/api/projects?q=secret", &bob.token).await;
+    let secret_id = secret.body["projects"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(
+        &format!("/api/projects/{secret_id}/share"),
+        &bob.token,
+        json!({"user_email": alice.email, "permission": "view"}),
+    )
+    .await;
+    let list = app.get("/api/projects", &alice.token).await;
+    assert_eq!(
+        facet(&list.body),
+        json!(["internal", "people", "secret", "support"])
+    );
+    let team_only = app
+        .get(
+            &format!("/api/projects?workspace_id={team_id}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(facet(&team_only.body), json!([]));
 }
 on_both!(project_list_filters_sorts_and_pages);

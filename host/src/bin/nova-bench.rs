@@ -1,1 +1,315 @@
-fn main() {}
+//! `nova-bench`: seeds projects through the API and measures `GET /api/projects` next to a
+//! bare axum route served by the same process, so the ratio shows Nova's own cost.
+//!
+//! ```sh
+//! cargo run --release -p nova-host --bin nova-bench -- --projects 10000 --requests 2000
+//! ```
+//! SQLite in a temp dir by default; set `DATABASE_URL=postgres://…` (an empty database) to
+//! measure PostgreSQL.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use nova_host::config::Secret;
+use nova_host::{AppState, Config};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[derive(Parser)]
+#[command(about = "Measure GET /api/projects against a bare axum route")]
+struct Args {
+    /// Projects to seed.
+    #[arg(long, default_value_t = 10_000)]
+    projects: usize,
+    /// Requests per measured route.
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Concurrent connections.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile_dir()?;
+    let database_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| format!("sqlite://{}", dir.join("bench.db").display()));
+    let config = Config {
+        database_url: Some(Secret(database_url.clone())),
+        data_dir: dir.clone(),
+        bulk_rate_limit_per_minute: 100_000,
+        ..Config::default()
+    };
+    let state = AppState::build(config).await?;
+    let backend = state.db.backend_name();
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let nova = listener.local_addr()?;
+    tokio::spawn(nova_host::serve(listener, state, std::future::pending()));
+
+    let bare_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let bare = bare_listener.local_addr()?;
+    let bare_app = axum::Router::new().route(
+        "/bare",
+        axum::routing::get(|| async { axum::Json(json!({"ok": true})) }),
+    );
+    tokio::spawn(async move { axum::serve(bare_listener, bare_app).await });
+
+    let mut client = Conn::open(nova).await?;
+    let session = client
+        .request(
+            "POST",
+            "/api/auth/register",
+            None,
+            Some(json!({"email": "bench@example.com", "password": "benchmark password"})),
+        )
+        .await?;
+    let token = session["token"]
+        .as_str()
+        .context("register returned no token")?
+        .to_owned();
+
+    let seeded = Instant::now();
+    seed(&mut client, &token, args.projects).await?;
+    println!(
+        "seeded {} projects on {backend} in {:.1} s",
+        args.projects,
+        seeded.elapsed().as_secs_f64()
+    );
+
+    let page = client
+        .request("GET", "/api/projects", Some(&token), None)
+        .await?;
+    let per_page = page["projects"].as_array().map_or(0, Vec::len);
+    println!("GET /api/projects returns {per_page} projects per page");
+
+    let nova_stats = measure(
+        nova,
+        "/api/projects",
+        Some(token.clone()),
+        args.requests,
+        args.concurrency,
+    )
+    .await?;
+    let bare_stats = measure(bare, "/bare", None, args.requests, args.concurrency).await?;
+    println!(
+        "{:<22} {:>10} {:>10} {:>10}",
+        "route", "req/s", "p50 ms", "p99 ms"
+    );
+    for (name, s) in [
+        ("GET /api/projects", &nova_stats),
+        ("bare axum", &bare_stats),
+    ] {
+        println!(
+            "{name:<22} {:>10.0} {:>10.3} {:>10.3}",
+            s.throughput, s.p50_ms, s.p99_ms
+        );
+    }
+    println!(
+        "ratio nova/bare: throughput {:.3}, p50 {:.1}x, p99 {:.1}x",
+        nova_stats.throughput / bare_stats.throughput,
+        nova_stats.p50_ms / bare_stats.p50_ms,
+        nova_stats.p99_ms / bare_stats.p99_ms
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("nova-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Creates 20 varied projects, then doubles them with bulk duplication until `total`.
+async fn seed(client: &mut Conn, token: &str, total: usize) -> anyhow::Result<()> {
+    const TAGS: [&str; 8] = [
+        "customer-support",
+        "sales",
+        "hr",
+        "internal",
+        "faq",
+        "returns",
+        "onboarding",
+        "it",
+    ];
+    const STATUSES: [&str; 4] = ["active", "paused", "training", "error"];
+    let mut ids: Vec<String> = Vec::new();
+    for i in 0..total.min(20) {
+        let p = client
+            .request(
+                "POST",
+                "/api/projects",
+                Some(token),
+                Some(json!({
+                    "name": format!("Agent {i:02}"),
+                    "description": format!("Benchmark agent number {i}"),
+                    "tags": [TAGS[i % TAGS.len()], TAGS[(i + 3) % TAGS.len()]],
+                    "status": STATUSES[i % STATUSES.len()],
+                    "settings": {"temperature": 0.3, "fallback_message": "Sorry"},
+                })),
+            )
+            .await?;
+        ids.push(p["id"].as_str().context("no id")?.to_owned());
+    }
+    while ids.len() < total {
+        let take = (total - ids.len()).min(500).min(ids.len());
+        let batch: Vec<&String> = ids.iter().take(take).collect();
+        let r = client
+            .request(
+                "POST",
+                "/api/projects/bulk",
+                Some(token),
+                Some(json!({"action": "duplicate", "project_ids": batch})),
+            )
+            .await?;
+        let results = r["results"]
+            .as_array()
+            .context("bulk returned no results")?;
+        for item in results {
+            ids.push(item["new_id"].as_str().context("no new_id")?.to_owned());
+        }
+    }
+    Ok(())
+}
+
+struct Stats {
+    throughput: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn measure(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    token: Option<String>,
+    requests: usize,
+    concurrency: usize,
+) -> anyhow::Result<Stats> {
+    // Warm up connections, caches and prepared statements.
+    let mut warm = Conn::open(addr).await?;
+    for _ in 0..50 {
+        warm.request("GET", path, token.as_deref(), None).await?;
+    }
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..concurrency {
+        let token = token.clone();
+        let count = requests / concurrency + usize::from(worker < requests % concurrency);
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut latencies = Vec::with_capacity(count);
+            for _ in 0..count {
+                let t = Instant::now();
+                conn.request("GET", path, token.as_deref(), None).await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all: Vec<Duration> = Vec::with_capacity(requests);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let wall = started.elapsed();
+    all.sort();
+    let pct = |p: f64| {
+        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
+        all[i].as_secs_f64() * 1000.0
+    };
+    Ok(Stats {
+        throughput: all.len() as f64 / wall.as_secs_f64(),
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+    })
+}
+
+/// A minimal keep-alive HTTP/1.1 client: enough for JSON requests with `Content-Length`.
+struct Conn {
+    stream: TcpStream,
+    addr: std::net::SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            addr,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).await?;
+        self.stream.write_all(body.as_bytes()).await?;
+
+        self.buf.clear();
+        let header_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.read_more().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..header_end])?.to_owned();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no status line")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .context("response without Content-Length")?;
+        while self.buf.len() < header_end + length {
+            self.read_more().await?;
+        }
+        let body: Value = serde_json::from_slice(&self.buf[header_end..header_end + length])
+            .unwrap_or(Value::Null);
+        if status >= 400 {
+            bail!("{method} {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    async fn read_more(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}

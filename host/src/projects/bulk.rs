@@ -223,8 +223,7 @@ async fn bulk(
                 None
             }
             BulkAction::Delete => {
-                tx.execute("DELETE FROM projects WHERE id = $1", args![*id])
-                    .await?;
+                queries::delete(&mut tx, row).await?;
                 None
             }
             BulkAction::UpdateSettings => {

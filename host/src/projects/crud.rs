@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::queries::{self, NewProjectRecord, PROJECT_FROM, SELECT_PROJECT, VISIBLE, placeholders};
+use super::queries::{self, NewProjectRecord, SELECT_PROJECT, VISIBLE, placeholders};
 use super::{Permission, Project, ProjectRow, Status};
 use crate::args;
 use crate::auth::AuthUser;
@@ -348,7 +348,7 @@ async fn update_project(
     )
     .await?;
     if req.tags.is_some() {
-        queries::replace_tags(&mut tx, id, &tags).await?;
+        queries::replace_tags(&mut tx, &row, &tags).await?;
     }
     crate::team::audit(
         &mut tx,
@@ -377,8 +377,7 @@ async fn delete_project(
     let mut tx = state.db.begin().await?;
     let row = queries::load(&mut tx, auth.id, id).await?;
     row.require(auth.id, Permission::Admin)?;
-    tx.execute("DELETE FROM projects WHERE id = $1", args![id])
-        .await?;
+    queries::delete(&mut tx, &row).await?;
     crate::team::audit(
         &mut tx,
         row.workspace_id,
@@ -415,7 +414,8 @@ pub struct ProjectListQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectFilters {
-    /// The tags on the caller's projects, for the tag filter.
+    /// The tags on the caller's projects (of `workspace_id` when given, archived ones
+    /// included), for the tag filter; not narrowed by the other filters.
     pub available_tags: Vec<String>,
     pub performance_metrics: Vec<&'static str>,
     pub status_options: Vec<&'static str>,
@@ -490,10 +490,6 @@ async fn list_projects(
     if !q.include_archived.unwrap_or(false) {
         filter += " AND p.archived_at IS NULL";
     }
-    // The tag facet spans the caller's projects in scope, not the page or the other filters,
-    // so that the frontend can offer every tag.
-    let facet_filter = filter.clone();
-    let facet_binds = binds.clone();
     let statuses = split_list(q.status.as_deref());
     for s in &statuses {
         if !Status::ALL.iter().any(|x| x.as_str() == s) {
@@ -577,16 +573,7 @@ async fn list_projects(
         id: r.id,
     });
 
-    let available_tags: Vec<(String,)> = state
-        .db
-        .fetch_all(
-            &format!(
-                "SELECT DISTINCT t.tag FROM project_tags t JOIN (SELECT p.id{PROJECT_FROM}{facet_filter}) v
-                   ON v.id = t.project_id ORDER BY t.tag LIMIT 500"
-            ),
-            facet_binds,
-        )
-        .await?;
+    let available_tags = queries::available_tags(&state.db, auth.id, q.workspace_id).await?;
 
     Ok(Json(ProjectList {
         projects: page
@@ -596,7 +583,7 @@ async fn list_projects(
             .collect(),
         next_cursor: page.next_cursor,
         filters: ProjectFilters {
-            available_tags: available_tags.into_iter().map(|(t,)| t).collect(),
+            available_tags,
             performance_metrics: vec!["success_rate", "response_time", "satisfaction"],
             status_options: Status::ALL.iter().map(|s| s.as_str()).collect(),
         },

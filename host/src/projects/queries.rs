@@ -4,29 +4,18 @@ use uuid::Uuid;
 
 use super::ProjectRow;
 use crate::args;
-use crate::db::{Arg, Exec, Tx, new_id, now};
+use crate::db::{Arg, Db, Exec, Tx, new_id, now};
 use crate::error::{AppError, AppResult};
 
-macro_rules! project_from {
-    () => {
-        " FROM projects p
-    LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
-    LEFT JOIN project_shares s ON s.project_id = p.id AND s.user_id = $1
-        AND (s.expires_at IS NULL OR s.expires_at > $2)"
-    };
-}
-
-/// Projects joined with the caller's (`$1`) workspace role and live share at time `$2`.
-pub const PROJECT_FROM: &str = project_from!();
-
-/// Every project column plus the caller's role and share.
-pub const SELECT_PROJECT: &str = concat!(
-    "SELECT p.id, p.workspace_id, p.owner_id, p.name, p.description,
+/// Every project column plus the caller's (`$1`) workspace role and live share at time `$2`.
+pub const SELECT_PROJECT: &str = "SELECT p.id, p.workspace_id, p.owner_id, p.name, p.description,
         p.tags, p.status, p.settings, p.system_prompt, p.model_config, p.template_id,
         p.archived_at, p.version, p.created_at, p.updated_at,
-        m.role AS member_role, s.permission AS share_permission",
-    project_from!()
-);
+        m.role AS member_role, s.permission AS share_permission
+    FROM projects p
+    LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
+    LEFT JOIN project_shares s ON s.project_id = p.id AND s.user_id = $1
+        AND (s.expires_at IS NULL OR s.expires_at > $2)";
 
 /// The condition that the caller may see the project at all.
 pub const VISIBLE: &str = "(m.user_id IS NOT NULL OR s.id IS NOT NULL)";
@@ -41,6 +30,42 @@ pub async fn load<'a>(ex: impl Into<Exec<'a>>, caller: Uuid, id: Uuid) -> AppRes
         .await?
         .filter(|row| row.permission(caller).is_some())
         .ok_or(AppError::NotFound("project"))
+}
+
+/// The tags on the projects the caller sees, from the workspaces' tag counts and their
+/// live shares, optionally of one workspace.
+pub async fn available_tags(
+    db: &Db,
+    caller: Uuid,
+    workspace: Option<Uuid>,
+) -> AppResult<Vec<String>> {
+    let (in_workspace, shared_in_workspace) = match workspace {
+        Some(_) => (
+            " AND w.workspace_id = $3",
+            " JOIN projects p ON p.id = s.project_id AND p.workspace_id = $3",
+        ),
+        None => ("", ""),
+    };
+    let mut binds = args![caller, now()];
+    if let Some(ws) = workspace {
+        binds.push(ws.into());
+    }
+    let tags: Vec<(String,)> = db
+        .fetch_all(
+            &format!(
+                "SELECT w.tag FROM workspace_tags w
+                 JOIN workspace_members m ON m.workspace_id = w.workspace_id AND m.user_id = $1
+                 WHERE 1 = 1{in_workspace}
+                 UNION
+                 SELECT t.tag FROM project_shares s
+                 JOIN project_tags t ON t.project_id = s.project_id{shared_in_workspace}
+                 WHERE s.user_id = $1 AND (s.expires_at IS NULL OR s.expires_at > $2)
+                 ORDER BY 1 LIMIT 500"
+            ),
+            binds,
+        )
+        .await?;
+    Ok(tags.into_iter().map(|(t,)| t).collect())
 }
 
 /// Several projects by id (those that exist; visibility is for the caller to check).
@@ -123,36 +148,85 @@ pub async fn insert(tx: &mut Tx, p: NewProjectRecord) -> AppResult<Uuid> {
         ],
     )
     .await?;
-    insert_tags(tx, id, &p.tags).await?;
+    insert_tags(tx, id, p.workspace_id, &p.tags).await?;
     Ok(id)
 }
 
-/// Replaces a project's tag rows (the `tags` column is updated by the caller).
-pub async fn replace_tags(tx: &mut Tx, project_id: Uuid, tags: &[String]) -> AppResult<()> {
-    tx.execute(
-        "DELETE FROM project_tags WHERE project_id = $1",
-        args![project_id],
-    )
-    .await?;
-    insert_tags(tx, project_id, tags).await
+/// Replaces a project's tag rows and the workspace's tag counts (the `tags` column is
+/// updated by the caller).
+pub async fn replace_tags(tx: &mut Tx, project: &ProjectRow, tags: &[String]) -> AppResult<()> {
+    remove_tags(tx, project).await?;
+    insert_tags(tx, project.id, project.workspace_id, tags).await
 }
 
-async fn insert_tags(tx: &mut Tx, project_id: Uuid, tags: &[String]) -> AppResult<()> {
+/// Deletes a project, keeping the workspace's tag counts right.
+pub async fn delete(tx: &mut Tx, project: &ProjectRow) -> AppResult<()> {
+    remove_tags(tx, project).await?;
+    tx.execute("DELETE FROM projects WHERE id = $1", args![project.id])
+        .await?;
+    Ok(())
+}
+
+async fn remove_tags(tx: &mut Tx, project: &ProjectRow) -> AppResult<()> {
+    tx.execute(
+        "DELETE FROM project_tags WHERE project_id = $1",
+        args![project.id],
+    )
+    .await?;
+    if project.tags.0.is_empty() {
+        return Ok(());
+    }
+    let mut binds = args![project.workspace_id];
+    let list = placeholders(&mut binds, project.tags.0.iter().map(Arg::from));
+    tx.execute(
+        &format!(
+            "UPDATE workspace_tags SET project_count = project_count - 1
+             WHERE workspace_id = $1 AND tag IN ({list})"
+        ),
+        binds,
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM workspace_tags WHERE workspace_id = $1 AND project_count <= 0",
+        args![project.workspace_id],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_tags(
+    tx: &mut Tx,
+    project_id: Uuid,
+    workspace_id: Uuid,
+    tags: &[String],
+) -> AppResult<()> {
     if tags.is_empty() {
         return Ok(());
     }
+    // Both statements bind the tags as $2…; $1 is the project, then the workspace.
     let mut binds = args![project_id];
-    let rows: Vec<String> = tags
-        .iter()
-        .map(|tag| {
-            binds.push(tag.into());
-            format!("($1, ${})", binds.len())
-        })
-        .collect();
+    let list = placeholders(&mut binds, tags.iter().map(Arg::from));
+    let values = |rest: &str| {
+        list.split(", ")
+            .map(|tag| format!("($1, {tag}{rest})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     tx.execute(
         &format!(
             "INSERT INTO project_tags (project_id, tag) VALUES {}",
-            rows.join(", ")
+            values("")
+        ),
+        binds.clone(),
+    )
+    .await?;
+    binds[0] = workspace_id.into();
+    tx.execute(
+        &format!(
+            "INSERT INTO workspace_tags (workspace_id, tag, project_count) VALUES {}
+             ON CONFLICT (workspace_id, tag)
+             DO UPDATE SET project_count = workspace_tags.project_count + 1",
+            values(", 1")
         ),
         binds,
     )
