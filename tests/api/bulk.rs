@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, assert_problem, run_with};
+use crate::helpers::{Backend, TestApp, assert_problem, column, run_with};
 use crate::on_both;
 
 async fn ids_of(app: &TestApp, token: &str) -> Vec<String> {
@@ -181,12 +181,7 @@ async fn bulk_operations_are_all_or_nothing(app: TestApp) {
             &alice.token,
         )
         .await;
-    let actions: Vec<&str> = log.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = column(&log.body, "items", "action");
     assert_eq!(
         actions,
         [

@@ -40,6 +40,19 @@ pub struct Resp {
 }
 
 impl Resp {
+    /// The status, headers and body (JSON when it parses, else a string) of a response.
+    async fn read(res: reqwest::Response) -> Resp {
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let text = res.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp {
+            status,
+            body,
+            headers,
+        }
+    }
+
     pub fn content_type(&self) -> &str {
         self.headers
             .get("content-type")
@@ -206,15 +219,7 @@ impl TestApp {
             req = req.json(&b);
         }
         let res = req.send().await.expect("request");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        Resp::read(res).await
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Resp {
@@ -251,15 +256,7 @@ impl TestApp {
             .send()
             .await
             .expect("request");
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let text = res.text().await.expect("body");
-        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp {
-            status,
-            body,
-            headers,
-        }
+        Resp::read(res).await
     }
 
     pub async fn register(&self, name: &str) -> User {
@@ -292,6 +289,14 @@ impl TestApp {
         assert_eq!(r.status, 201, "create project: {:?}", r.body);
         r.body
     }
+}
+
+/// The string `field` of every item of the list `body[list]`.
+pub fn column<'a>(body: &'a Value, list: &str, field: &str) -> Vec<&'a str> {
+    body[list]
+        .as_array()
+        .map(|items| items.iter().filter_map(|i| i[field].as_str()).collect())
+        .unwrap_or_default()
 }
 
 /// Asserts a problem+json error with `status`.

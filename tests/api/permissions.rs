@@ -4,12 +4,19 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, User, column};
 use crate::on_both;
 
 struct Actor<'a> {
     label: &'a str,
     token: Option<&'a str>,
+}
+
+fn actor<'a>(label: &'a str, user: &'a User) -> Actor<'a> {
+    Actor {
+        label,
+        token: Some(&user.token),
+    }
 }
 
 async fn expect(
@@ -121,38 +128,14 @@ async fn permission_matrix(app: TestApp) {
     assert_eq!(nobody.status, 422);
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
 
-    let owner = Actor {
-        label: "owner",
-        token: Some(&alice.token),
-    };
-    let admin = Actor {
-        label: "workspace admin",
-        token: Some(&adam.token),
-    };
-    let member = Actor {
-        label: "member",
-        token: Some(&mia.token),
-    };
-    let view = Actor {
-        label: "share view",
-        token: Some(&vic.token),
-    };
-    let edit = Actor {
-        label: "share edit",
-        token: Some(&eddie.token),
-    };
-    let share_admin = Actor {
-        label: "share admin",
-        token: Some(&ada.token),
-    };
-    let expired = Actor {
-        label: "expired share",
-        token: Some(&exp.token),
-    };
-    let stranger = Actor {
-        label: "stranger",
-        token: Some(&sam.token),
-    };
+    let owner = actor("owner", &alice);
+    let admin = actor("workspace admin", &adam);
+    let member = actor("member", &mia);
+    let view = actor("share view", &vic);
+    let edit = actor("share edit", &eddie);
+    let share_admin = actor("share admin", &ada);
+    let expired = actor("expired share", &exp);
+    let stranger = actor("stranger", &sam);
     let anonymous = Actor {
         label: "no token",
         token: None,
@@ -184,12 +167,7 @@ async fn permission_matrix(app: TestApp) {
             .call(Method::GET, "/api/projects", who.token, None)
             .await;
         if status == 200 {
-            let ids: Vec<&str> = list.body["projects"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| p["id"].as_str().unwrap())
-                .collect();
+            let ids = column(&list.body, "projects", "id");
             assert!(ids.contains(&id.as_str()), "{} lists it", who.label);
         } else if status == 404 {
             assert!(
@@ -404,12 +382,7 @@ async fn revoking_shares(app: TestApp) {
             &alice.token,
         )
         .await;
-    let actions: Vec<&str> = log.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = column(&log.body, "items", "action");
     assert_eq!(
         actions,
         [

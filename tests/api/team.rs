@@ -1,6 +1,6 @@
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, column};
 use crate::on_both;
 
 async fn workspaces_and_members(app: TestApp) {
@@ -26,12 +26,7 @@ async fn workspaces_and_members(app: TestApp) {
     );
 
     let mine = app.get("/api/team/workspaces", &alice.token).await;
-    let names: Vec<&str> = mine.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["name"].as_str().unwrap())
-        .collect();
+    let names = column(&mine.body, "items", "name");
     assert_eq!(names, ["Support team", "alice's workspace"]);
 
     let members_path = format!("/api/team/workspaces/{ws}/members");
@@ -152,12 +147,7 @@ async fn workspaces_and_members(app: TestApp) {
         .get(&format!("/api/audit-log?workspace_id={ws}"), &alice.token)
         .await;
     assert_eq!(log.status, 200);
-    let actions: Vec<&str> = log.body["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = column(&log.body, "items", "action");
     assert_eq!(
         actions,
         [
