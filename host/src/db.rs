@@ -426,16 +426,33 @@ impl<T> Page<T> {
     }
 }
 
-/// Keyset pagination by an id column alone (UUID v7 ids sort by creation time), newest
-/// first: the condition to append after a `WHERE` and its bind value.
-pub fn newest_first(
-    column: &str,
-    cursor: Option<&Cursor>,
-    next_param: usize,
-) -> (String, Vec<Arg>) {
-    match cursor {
-        Some(c) => (format!(" AND {column} < ${next_param}"), args![c.id]),
-        None => (String::new(), Vec::new()),
+impl Db {
+    /// One page of `select` (which ends in a `WHERE` clause over `binds`) ordered by the
+    /// UUID v7 column `id_column` (creation order), newest first.
+    pub async fn page_newest_first<T: Row>(
+        &self,
+        select: &str,
+        id_column: &str,
+        mut binds: Vec<Arg>,
+        page: &PageQuery,
+        id_of: impl Fn(&T) -> Uuid,
+    ) -> Result<Page<T>, AppError> {
+        let limit = page.limit()?;
+        let mut after = String::new();
+        if let Some(cursor) = page.cursor("")? {
+            binds.push(cursor.id.into());
+            after = format!(" AND {id_column} < ${}", binds.len());
+        }
+        let rows = self
+            .fetch_all(
+                &format!(
+                    "{select}{after} ORDER BY {id_column} DESC LIMIT {}",
+                    limit + 1
+                ),
+                binds,
+            )
+            .await?;
+        Ok(Page::from_rows(rows, limit, |r| Cursor::by_id(id_of(r))))
     }
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::{Permission, queries};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Cursor, Page, PageQuery, new_id, newest_first, now};
+use crate::db::{Page, PageQuery, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -145,22 +145,17 @@ async fn list_shares(
     queries::load(&state.db, auth.id, id)
         .await?
         .require(auth.id, Permission::Admin)?;
-    let limit = page.limit()?;
-    let cursor = page.cursor("")?;
-    let (after, more) = newest_first("s.id", cursor.as_ref(), 2);
-    let mut binds = args![id];
-    binds.extend(more);
-    let rows: Vec<Share> = state
+    let shares = state
         .db
-        .fetch_all(
-            &format!(
-                "{SHARE_SELECT} WHERE s.project_id = $1{after} ORDER BY s.id DESC LIMIT {}",
-                limit + 1
-            ),
-            binds,
+        .page_newest_first(
+            &format!("{SHARE_SELECT} WHERE s.project_id = $1"),
+            "s.id",
+            args![id],
+            &page,
+            |s: &Share| s.id,
         )
         .await?;
-    Ok(Json(Page::from_rows(rows, limit, |s| Cursor::by_id(s.id))))
+    Ok(Json(shares))
 }
 
 /// Ends a user's share (admin permission, or the user giving up their own share).

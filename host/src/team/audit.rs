@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Cursor, Page, PageQuery, Tx, new_id, newest_first};
+use crate::db::{Page, PageQuery, Tx, new_id};
 use crate::error::{AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -79,26 +79,24 @@ async fn list_audit_log(
         limit: q.limit,
         cursor: q.cursor,
     };
-    let limit = page.limit()?;
-    let cursor = page.cursor("")?;
     let mut binds = args![q.workspace_id];
     let mut filter = String::new();
     if let Some(prefix) = q.action.filter(|a| !a.is_empty()) {
         binds.push(format!("{}%", prefix.replace(['%', '_'], "")).into());
         filter = format!(" AND action LIKE ${}", binds.len());
     }
-    let (after, more) = newest_first("id", cursor.as_ref(), binds.len() + 1);
-    binds.extend(more);
-    let rows: Vec<AuditEntry> = state
+    let entries = state
         .db
-        .fetch_all(
+        .page_newest_first(
             &format!(
                 "SELECT id, workspace_id, actor_id, action, target_type, target_id, details, created_at
-                 FROM audit_log WHERE workspace_id = $1{filter}{after} ORDER BY id DESC LIMIT {}",
-                limit + 1
+                 FROM audit_log WHERE workspace_id = $1{filter}"
             ),
+            "id",
             binds,
+            &page,
+            |e: &AuditEntry| e.id,
         )
         .await?;
-    Ok(Json(Page::from_rows(rows, limit, |e| Cursor::by_id(e.id))))
+    Ok(Json(entries))
 }

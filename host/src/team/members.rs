@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Cursor, Page, PageQuery, is_unique_violation, newest_first};
+use crate::db::{Page, PageQuery, is_unique_violation};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -55,25 +55,20 @@ async fn list_members(
     AppQuery(page): AppQuery<PageQuery>,
 ) -> AppResult<Json<Page<Member>>> {
     require_role(&state.db, workspace_id, auth.id, Role::Member).await?;
-    let limit = page.limit()?;
-    let cursor = page.cursor("")?;
-    let (after, more) = newest_first("m.user_id", cursor.as_ref(), 2);
-    let mut binds = args![workspace_id];
-    binds.extend(more);
-    let rows: Vec<Member> = state
+    let members = state
         .db
-        .fetch_all(
+        .page_newest_first(
             &format!(
                 "SELECT {MEMBER_COLUMNS} FROM workspace_members m JOIN users u ON u.id = m.user_id
-                 WHERE m.workspace_id = $1{after} ORDER BY m.user_id DESC LIMIT {}",
-                limit + 1
+                 WHERE m.workspace_id = $1"
             ),
-            binds,
+            "m.user_id",
+            args![workspace_id],
+            &page,
+            |m: &Member| m.user_id,
         )
         .await?;
-    Ok(Json(Page::from_rows(rows, limit, |m| {
-        Cursor::by_id(m.user_id)
-    })))
+    Ok(Json(members))
 }
 
 /// Adds a registered user to the workspace (owner or admin only).

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::Role;
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Cursor, Db, Page, PageQuery, Tx, new_id, newest_first};
+use crate::db::{Db, Page, PageQuery, Tx, new_id};
 use crate::error::{AppError, AppJson, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -87,24 +87,21 @@ async fn list_workspaces(
     auth: AuthUser,
     AppQuery(page): AppQuery<PageQuery>,
 ) -> AppResult<Json<Page<Workspace>>> {
-    let limit = page.limit()?;
-    let cursor = page.cursor("")?;
-    let (after, more) = newest_first("w.id", cursor.as_ref(), 2);
-    let mut binds = args![auth.id];
-    binds.extend(more);
-    let rows: Vec<Workspace> = state
+    let workspaces = state
         .db
-        .fetch_all(
+        .page_newest_first(
             &format!(
                 "SELECT {WORKSPACE_COLUMNS} FROM team_workspaces w
                  JOIN workspace_members m ON m.workspace_id = w.id AND m.user_id = $1
-                 WHERE 1 = 1{after} ORDER BY w.id DESC LIMIT {}",
-                limit + 1
+                 WHERE 1 = 1"
             ),
-            binds,
+            "w.id",
+            args![auth.id],
+            &page,
+            |w: &Workspace| w.id,
         )
         .await?;
-    Ok(Json(Page::from_rows(rows, limit, |w| Cursor::by_id(w.id))))
+    Ok(Json(workspaces))
 }
 
 /// Creates a team workspace; the caller becomes its owner.

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::args;
 use crate::auth::{AuthUser, issue_token};
-use crate::db::{Cursor, Page, PageQuery, newest_first};
+use crate::db::{Page, PageQuery};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -88,23 +88,18 @@ async fn list_api_keys(
     auth: AuthUser,
     AppQuery(page): AppQuery<PageQuery>,
 ) -> AppResult<Json<Page<ApiKey>>> {
-    let limit = page.limit()?;
-    let cursor = page.cursor("")?;
-    let (after, more_args) = newest_first("id", cursor.as_ref(), 2);
-    let mut binds = args![auth.id];
-    binds.extend(more_args);
-    let rows: Vec<ApiKey> = state
+    let keys = state
         .db
-        .fetch_all(
-            &format!(
-                "SELECT id, name, prefix, created_at, expires_at FROM api_tokens
-                 WHERE user_id = $1 AND kind = 'api_key'{after} ORDER BY id DESC LIMIT {}",
-                limit + 1
-            ),
-            binds,
+        .page_newest_first(
+            "SELECT id, name, prefix, created_at, expires_at FROM api_tokens
+             WHERE user_id = $1 AND kind = 'api_key'",
+            "id",
+            args![auth.id],
+            &page,
+            |k: &ApiKey| k.id,
         )
         .await?;
-    Ok(Json(Page::from_rows(rows, limit, |k| Cursor::by_id(k.id))))
+    Ok(Json(keys))
 }
 
 /// Revokes one of the caller's API keys.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Cursor, Page, PageQuery, is_unique_violation, new_id, newest_first};
+use crate::db::{Page, PageQuery, is_unique_violation, new_id};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -145,23 +145,18 @@ async fn list_shortcuts(
     auth: AuthUser,
     AppQuery(page): AppQuery<PageQuery>,
 ) -> AppResult<Json<Page<Shortcut>>> {
-    let limit = page.limit()?;
-    let cursor = page.cursor("")?;
-    let (after, more_args) = newest_first("id", cursor.as_ref(), 2);
-    let mut binds = args![auth.id];
-    binds.extend(more_args);
-    let rows: Vec<Shortcut> = state
+    let shortcuts = state
         .db
-        .fetch_all(
-            &format!(
-                "SELECT id, keys, action, description, parameters, created_at FROM custom_shortcuts
-                 WHERE user_id = $1{after} ORDER BY id DESC LIMIT {}",
-                limit + 1
-            ),
-            binds,
+        .page_newest_first(
+            "SELECT id, keys, action, description, parameters, created_at FROM custom_shortcuts
+             WHERE user_id = $1",
+            "id",
+            args![auth.id],
+            &page,
+            |s: &Shortcut| s.id,
         )
         .await?;
-    Ok(Json(Page::from_rows(rows, limit, |s| Cursor::by_id(s.id))))
+    Ok(Json(shortcuts))
 }
 
 /// Deletes one of the caller's shortcuts.
