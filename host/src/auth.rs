@@ -43,40 +43,46 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header =
-            parts
-                .headers
-                .get(axum::http::header::AUTHORIZATION)
-                .ok_or(AppError::Unauthorized(
-                    "send `Authorization: Bearer <token>`",
-                ))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or(AppError::Unauthorized(
-                "the Authorization header must be `Bearer <token>`",
-            ))?;
-        let owner: Option<TokenOwner> = state
-            .db
-            .fetch_optional(
-                "SELECT t.id AS token_id, u.id AS user_id, u.is_instance_admin
-                 FROM api_tokens t JOIN users u ON u.id = t.user_id
-                 WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
-                args![hash_token(token), crate::db::now()],
-            )
-            .await?;
-        let owner = owner.ok_or(AppError::Unauthorized(
-            "the token is unknown, revoked or expired",
-        ))?;
-        Ok(AuthUser {
-            id: owner.user_id,
-            is_instance_admin: owner.is_instance_admin,
-            token_id: owner.token_id,
-        })
+        authenticate(state, &parts.headers).await
     }
+}
+
+/// The user whose bearer token the headers carry.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+) -> Result<AuthUser, AppError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(AppError::Unauthorized(
+            "send `Authorization: Bearer <token>`",
+        ))?;
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(AppError::Unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ))?;
+    let owner: Option<TokenOwner> = state
+        .db
+        .fetch_optional(
+            "SELECT t.id AS token_id, u.id AS user_id, u.is_instance_admin
+             FROM api_tokens t JOIN users u ON u.id = t.user_id
+             WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
+            args![hash_token(token), crate::db::now()],
+        )
+        .await?;
+    let owner = owner.ok_or(AppError::Unauthorized(
+        "the token is unknown, revoked or expired",
+    ))?;
+    Ok(AuthUser {
+        id: owner.user_id,
+        is_instance_admin: owner.is_instance_admin,
+        token_id: owner.token_id,
+    })
 }
 
 /// A new random token: `nova_` and 32 random bytes, URL-safe.

@@ -47,6 +47,32 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `NOVA_BULK_RATE_LIMIT`: bulk operations a user may start per minute.
     pub bulk_rate_limit_per_minute: u32,
+    /// `NOVA_LLM_BASE_URL`: an OpenAI-compatible API (e.g. `https://api.openai.com/v1`) that
+    /// answers for agents without a provider of their own; unset, agents give their fallback.
+    pub llm_base_url: Option<String>,
+    /// `NOVA_LLM_MODEL`.
+    pub llm_model: String,
+    /// `NOVA_LLM_API_KEY`.
+    pub llm_api_key: Option<Secret<String>>,
+    /// `NOVA_LLM_TIMEOUT_SECS`: how long a reply may take.
+    pub llm_timeout_secs: u64,
+    /// `NOVA_STT_BASE_URL`: an OpenAI-compatible transcription API (`/audio/transcriptions`).
+    pub stt_base_url: Option<String>,
+    /// `NOVA_STT_MODEL`.
+    pub stt_model: String,
+    /// `NOVA_STT_API_KEY`.
+    pub stt_api_key: Option<Secret<String>>,
+    /// `NOVA_TTS_BASE_URL`: an OpenAI-compatible speech API (`/audio/speech`).
+    pub tts_base_url: Option<String>,
+    /// `NOVA_TTS_MODEL`.
+    pub tts_model: String,
+    /// `NOVA_TTS_API_KEY`.
+    pub tts_api_key: Option<Secret<String>>,
+    /// `NOVA_ESPEAK`: the espeak-ng program for local speech (found on `PATH` by default;
+    /// `off` disables it).
+    pub espeak_path: Option<String>,
+    /// `NOVA_MAX_AUDIO_BYTES`: the largest audio upload.
+    pub max_audio_bytes: usize,
 }
 
 impl Default for Config {
@@ -62,6 +88,18 @@ impl Default for Config {
             session_ttl_hours: 24 * 30,
             max_body_bytes: 1024 * 1024,
             bulk_rate_limit_per_minute: 10,
+            llm_base_url: None,
+            llm_model: "gpt-4o-mini".into(),
+            llm_api_key: None,
+            llm_timeout_secs: 60,
+            stt_base_url: None,
+            stt_model: "whisper-1".into(),
+            stt_api_key: None,
+            tts_base_url: None,
+            tts_model: "tts-1".into(),
+            tts_api_key: None,
+            espeak_path: None,
+            max_audio_bytes: 25 * 1024 * 1024,
         }
     }
 }
@@ -80,6 +118,18 @@ struct FileConfig {
     session_ttl_hours: Option<i64>,
     max_body_bytes: Option<usize>,
     bulk_rate_limit: Option<u32>,
+    llm_base_url: Option<String>,
+    llm_model: Option<String>,
+    llm_api_key: Option<String>,
+    llm_timeout_secs: Option<u64>,
+    stt_base_url: Option<String>,
+    stt_model: Option<String>,
+    stt_api_key: Option<String>,
+    tts_base_url: Option<String>,
+    tts_model: Option<String>,
+    tts_api_key: Option<String>,
+    espeak: Option<String>,
+    max_audio_bytes: Option<usize>,
 }
 
 impl Config {
@@ -184,6 +234,52 @@ impl Config {
             c.bulk_rate_limit_per_minute,
             1..=100_000,
         )?;
+        for (key, file_value, target) in [
+            ("NOVA_LLM_BASE_URL", file.llm_base_url, &mut c.llm_base_url),
+            ("NOVA_STT_BASE_URL", file.stt_base_url, &mut c.stt_base_url),
+            ("NOVA_TTS_BASE_URL", file.tts_base_url, &mut c.tts_base_url),
+        ] {
+            if let Some(v) = pick(key, file_value).filter(|v| !v.is_empty()) {
+                if !(v.starts_with("http://") || v.starts_with("https://")) {
+                    bail!("{key}: expected an http(s) URL like https://api.openai.com/v1");
+                }
+                *target = Some(v.trim_end_matches('/').to_owned());
+            }
+        }
+        for (key, file_value, target) in [
+            ("NOVA_LLM_MODEL", file.llm_model, &mut c.llm_model),
+            ("NOVA_STT_MODEL", file.stt_model, &mut c.stt_model),
+            ("NOVA_TTS_MODEL", file.tts_model, &mut c.tts_model),
+        ] {
+            if let Some(v) = pick(key, file_value) {
+                if v.trim().is_empty() {
+                    bail!("{key}: must not be empty");
+                }
+                *target = v.trim().to_owned();
+            }
+        }
+        c.llm_api_key = pick("NOVA_LLM_API_KEY", file.llm_api_key).map(Secret);
+        c.stt_api_key = pick("NOVA_STT_API_KEY", file.stt_api_key).map(Secret);
+        c.tts_api_key = pick("NOVA_TTS_API_KEY", file.tts_api_key).map(Secret);
+        c.llm_timeout_secs = number(
+            "NOVA_LLM_TIMEOUT_SECS",
+            env("NOVA_LLM_TIMEOUT_SECS"),
+            file.llm_timeout_secs,
+            c.llm_timeout_secs,
+            1..=600,
+        )?;
+        c.max_audio_bytes = number(
+            "NOVA_MAX_AUDIO_BYTES",
+            env("NOVA_MAX_AUDIO_BYTES"),
+            file.max_audio_bytes,
+            c.max_audio_bytes,
+            1024..=64 * 1024 * 1024,
+        )?;
+        c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
+            Some(v) if v == "off" => None,
+            Some(v) => Some(v),
+            None => find_in_path("espeak-ng"),
+        };
         Ok(c)
     }
 
@@ -221,6 +317,15 @@ where
         );
     }
     Ok(value)
+}
+
+/// The full path of `program` if it is on `PATH`.
+fn find_in_path(program: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| candidate.is_file())
+        .map(|p| p.display().to_string())
 }
 
 fn parse_key(v: &str) -> anyhow::Result<[u8; 32]> {

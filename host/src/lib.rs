@@ -4,12 +4,15 @@
 //! until a shutdown signal, so that tests bind port 0 and run many hosts in one process.
 
 pub mod auth;
+pub mod chat;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod projects;
 pub mod ratelimit;
+pub mod realtime;
+pub mod secrets;
 pub mod state;
 pub mod team;
 pub mod user;
@@ -28,8 +31,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = http::router(state.clone());
+    let sockets = state.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            sockets.begin_shutdown();
+        })
         .await?;
     state.db.close().await;
     Ok(())

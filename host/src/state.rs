@@ -6,13 +6,22 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::http::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
+use crate::realtime::EventBus;
+use crate::secrets::SecretBox;
 
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub rate_limiter: RateLimiter,
+    pub bus: EventBus,
+    pub secrets: SecretBox,
+    /// The outbound HTTP client (model providers, voice).
+    pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
+    /// Turns true when the host shuts down: sockets close with 1001.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown_trigger: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -20,15 +29,33 @@ impl AppState {
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         let db = Db::connect(&config.effective_database_url()?).await?;
         db.migrate().await?;
-        let rate_limiter = match &config.redis_url {
-            Some(url) => RateLimiter::redis(&url.0).await?,
-            None => RateLimiter::in_process(),
+        let (rate_limiter, bus) = match &config.redis_url {
+            Some(url) => (
+                RateLimiter::redis(&url.0).await?,
+                EventBus::redis(&url.0).await?,
+            ),
+            None => (RateLimiter::in_process(), EventBus::in_process()),
         };
+        let secrets = SecretBox::load(config.master_key.as_ref().map(|k| &k.0), &config.data_dir)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let (shutdown_trigger, shutdown) = tokio::sync::watch::channel(false);
         Ok(AppState {
             config: Arc::new(config),
             db,
             rate_limiter,
+            bus,
+            secrets,
+            http,
             metrics: Arc::new(Metrics::default()),
+            shutdown,
+            shutdown_trigger: Arc::new(shutdown_trigger),
         })
+    }
+
+    /// Tells long-lived connections (sockets) that the host is going down.
+    pub fn begin_shutdown(&self) {
+        let _ = self.shutdown_trigger.send(true);
     }
 }

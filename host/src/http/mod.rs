@@ -35,6 +35,8 @@ use crate::state::AppState;
         (name = "user", description = "The caller's account, API keys, preferences and shortcuts"),
         (name = "team", description = "Team workspaces, members and the audit log"),
         (name = "projects", description = "Agents: CRUD, sharing, bulk operations, templates, performance"),
+        (name = "chat", description = "Chat sessions, messages, ratings, conversation templates and voice"),
+        (name = "realtime", description = "WebSocket tickets; sockets at /ws/chat/{session_id} and /ws/notifications/{user_id}"),
     )
 )]
 struct ApiDoc;
@@ -58,6 +60,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::user::router())
         .merge(crate::team::router())
         .merge(crate::projects::router())
+        .merge(crate::chat::router())
+        .merge(crate::realtime::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");

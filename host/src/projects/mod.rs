@@ -9,7 +9,8 @@
 mod bulk;
 mod crud;
 mod performance;
-mod queries;
+mod provider;
+pub mod queries;
 mod sharing;
 mod templates;
 
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(sharing::router())
         .merge(templates::router())
         .merge(performance::router())
+        .merge(provider::router())
 }
 
 /// What a caller may do with a project, weakest first.

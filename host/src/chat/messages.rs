@@ -1,0 +1,394 @@
+//! `GET/POST /api/chat/sessions/{id}/messages` and
+//! `POST /api/chat/sessions/{id}/messages/{message_id}/rating`.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::responder::{self, ReplyStatus, Turn};
+use super::{
+    MESSAGE_COLUMNS, Message, Session, load_session, mark_read, message_event, messages_after,
+    notify, provider_for,
+};
+use crate::args;
+use crate::auth::AuthUser;
+use crate::db::{Cursor, Page, new_id, now};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::projects::queries as projects;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_messages, post_message))
+        .routes(routes!(rate_message))
+}
+
+const MAX_CONTENT: usize = 20_000;
+/// How much of the conversation the model sees.
+const HISTORY_TURNS: i64 = 20;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MessagesQuery {
+    /// Only messages after this sequence number (default 0: from the start).
+    pub since: Option<i64>,
+    /// 1–200 (default 50).
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A session's messages in order, from `since`; reading them moves the caller's read
+/// position.
+#[utoipa::path(get, path = "/api/chat/sessions/{id}/messages", tag = "chat", security(("bearer" = [])),
+    params(("id" = Uuid, Path), MessagesQuery),
+    responses((status = 200, body = Page<Message>), (status = 404, body = crate::error::Problem)))]
+async fn list_messages(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(q): AppQuery<MessagesQuery>,
+) -> AppResult<Json<Page<Message>>> {
+    let session = load_session(&state.db, id, auth.id).await?;
+    let page = crate::db::PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = page.limit()?;
+    let after = match page.cursor("seq")? {
+        Some(c) => c.value.and_then(|v| v.parse::<i64>().ok()).ok_or_else(|| {
+            AppError::BadRequest("`cursor` is not a cursor this API issued".into())
+        })?,
+        None => q.since.unwrap_or(0).max(0),
+    };
+    let rows = messages_after(&state.db, session.id, after, i64::MAX, limit + 1).await?;
+    let page = Page::from_rows(rows, limit, |m| Cursor {
+        sort: "seq".into(),
+        value: Some(m.seq.to_string()),
+        id: m.id,
+    });
+    if let Some(last) = page.items.last() {
+        mark_read(&state.db, session.id, auth.id, last.seq).await?;
+    }
+    Ok(Json(page))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    /// 1–20,000 characters.
+    pub content: String,
+}
+
+/// A user message and the agent's reply to it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Exchange {
+    pub message: Message,
+    pub reply: Message,
+}
+
+/// Sends a message; the agent answers (streamed live to the session's sockets) and both are
+/// returned. A provider failure is stored as an agent message with status `error`, notified
+/// to the project's owner, and answered 502 with both messages in `results`.
+#[utoipa::path(post, path = "/api/chat/sessions/{id}/messages", tag = "chat", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = NewMessage,
+    responses((status = 201, body = Exchange), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
+        (status = 502, body = crate::error::Problem)))]
+async fn post_message(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(req): AppJson<NewMessage>,
+) -> AppResult<(StatusCode, Json<Exchange>)> {
+    let session = load_session(&state.db, id, auth.id).await?;
+    let exchange = converse(&state, &session, auth.id, req.content).await?;
+    Ok((StatusCode::CREATED, Json(exchange)))
+}
+
+/// A message sent over the chat socket: the same as `POST …/messages`.
+pub async fn post_from_socket(
+    state: &AppState,
+    session_id: Uuid,
+    user_id: Uuid,
+    content: String,
+) -> AppResult<Exchange> {
+    let session = load_session(&state.db, session_id, user_id).await?;
+    converse(state, &session, user_id, content).await
+}
+
+/// Stores a message with the session's next sequence number and publishes it.
+async fn append(
+    state: &AppState,
+    session_id: Uuid,
+    role: &str,
+    author: Option<Uuid>,
+    content: &str,
+    reply: Option<(&responder::Reply, i64, &str)>,
+) -> AppResult<Message> {
+    let id = new_id();
+    let at = now();
+    let mut tx = state.db.begin().await?;
+    // The row update serialises writers of one session, so numbers follow commit order.
+    let (seq,): (i64,) = tx
+        .fetch_one(
+            "UPDATE chat_sessions SET last_seq = last_seq + 1, last_message_at = $2, updated_at = $2
+             WHERE id = $1 RETURNING last_seq",
+            args![session_id, at],
+        )
+        .await?;
+    let (prompt, completion, latency, status) = match reply {
+        Some((r, latency, status)) => (r.prompt_tokens, r.completion_tokens, Some(latency), status),
+        None => (0, 0, None, "ok"),
+    };
+    tx.execute(
+        "INSERT INTO chat_messages (id, session_id, seq, role, author_id, content, prompt_tokens,
+            completion_tokens, latency_ms, status, rating, rating_comment, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11)",
+        args![
+            id, session_id, seq, role, author, content, prompt, completion, latency, status, at
+        ],
+    )
+    .await?;
+    let message: Message = tx
+        .fetch_one(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"),
+            args![id],
+        )
+        .await?;
+    tx.commit().await?;
+    state
+        .bus
+        .publish(&format!("chat:{session_id}"), &message_event(&message))
+        .await;
+    Ok(message)
+}
+
+/// One turn: the user's message, then the agent's reply.
+pub async fn converse(
+    state: &AppState,
+    session: &Session,
+    author: Uuid,
+    content: String,
+) -> AppResult<Exchange> {
+    let content = content.trim().to_owned();
+    if content.is_empty() || content.chars().count() > MAX_CONTENT {
+        return Err(AppError::invalid(
+            "content",
+            format!("must be 1 to {MAX_CONTENT} characters"),
+        ));
+    }
+    if session.status == "closed" {
+        return Err(AppError::Conflict(
+            "the session is closed; reopen it (PATCH status=active) to continue".into(),
+        ));
+    }
+    let project = projects::load(&state.db, author, session.agent_id).await?;
+    let message = append(state, session.id, "user", Some(author), &content, None).await?;
+    let channel = format!("chat:{}", session.id);
+    state
+        .bus
+        .publish(
+            &channel,
+            &json!({"type": "typing", "session_id": session.id, "agent_id": session.agent_id}),
+        )
+        .await;
+
+    let history: Vec<Message> = state
+        .db
+        .fetch_all(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM chat_messages
+                 WHERE session_id = $1 AND role IN ('user', 'agent') AND status <> 'error'
+                 ORDER BY seq DESC LIMIT {HISTORY_TURNS}"
+            ),
+            args![session.id],
+        )
+        .await?;
+    let turns: Vec<Turn> = history
+        .into_iter()
+        .rev()
+        .map(|m| Turn {
+            role: if m.role == "agent" {
+                "assistant"
+            } else {
+                "user"
+            },
+            content: m.content,
+        })
+        .collect();
+    let fallback = project
+        .settings
+        .0
+        .get("fallback_message")
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(responder::DEFAULT_FALLBACK)
+        .to_owned();
+    let provider = provider_for(state, project.id).await?;
+
+    // Streamed tokens go out on the bus as they come.
+    let (token_tx, mut token_rx) = tokio::sync::mpsc::channel::<String>(256);
+    let bus = state.bus.clone();
+    let (session_id, reply_to) = (session.id, message.seq);
+    let relay = tokio::spawn(async move {
+        while let Some(delta) = token_rx.recv().await {
+            bus.publish(
+                &format!("chat:{session_id}"),
+                &json!({"type": "token", "session_id": session_id, "reply_to": reply_to, "delta": delta}),
+            )
+            .await;
+        }
+    });
+    let started = Instant::now();
+    let answer = responder::reply(
+        &state.http,
+        &provider,
+        &project.system_prompt,
+        &fallback,
+        &turns,
+        token_tx,
+    )
+    .await;
+    let latency_ms = started.elapsed().as_millis() as i64;
+    let _ = relay.await;
+
+    match answer {
+        Ok(reply) => {
+            let status = match reply.status {
+                ReplyStatus::Ok => "ok",
+                ReplyStatus::Unanswered => "unanswered",
+            };
+            let stored = append(
+                state,
+                session.id,
+                "agent",
+                None,
+                &reply.content,
+                Some((&reply, latency_ms, status)),
+            )
+            .await?;
+            Ok(Exchange {
+                message,
+                reply: stored,
+            })
+        }
+        Err(problem) => {
+            tracing::warn!(project = %project.id, error = %problem, "agent reply failed");
+            let failed = responder::Reply {
+                content: format!("The agent could not answer: {problem}"),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                status: ReplyStatus::Ok,
+            };
+            let stored = append(
+                state,
+                session.id,
+                "agent",
+                None,
+                &failed.content,
+                Some((&failed, latency_ms, "error")),
+            )
+            .await?;
+            notify(
+                state,
+                project.owner_id,
+                "agent_error",
+                json!({"project_id": project.id, "session_id": session.id, "message_id": stored.id, "error": problem}),
+            )
+            .await;
+            let results = serde_json::to_value(Exchange {
+                message,
+                reply: stored,
+            })
+            .map_err(anyhow::Error::from)?;
+            Err(AppError::Rejected {
+                status: StatusCode::BAD_GATEWAY,
+                detail: problem,
+                results,
+            })
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rating {
+    /// 1 (bad) to 5 (excellent).
+    pub rating: i64,
+    pub comment: Option<String>,
+}
+
+/// Rates an agent reply (any participant; a new rating replaces the old one).
+#[utoipa::path(post, path = "/api/chat/sessions/{id}/messages/{message_id}/rating", tag = "chat",
+    security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("message_id" = Uuid, Path)), request_body = Rating,
+    responses((status = 200, body = Message), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn rate_message(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath((id, message_id)): AppPath<(Uuid, Uuid)>,
+    AppJson(req): AppJson<Rating>,
+) -> AppResult<Json<Message>> {
+    let session = load_session(&state.db, id, auth.id).await?;
+    if !(1..=5).contains(&req.rating) {
+        return Err(AppError::invalid("rating", "must be 1 to 5"));
+    }
+    let comment = req
+        .comment
+        .map(|c| c.trim().to_owned())
+        .filter(|c| !c.is_empty());
+    if comment.as_ref().is_some_and(|c| c.chars().count() > 2_000) {
+        return Err(AppError::invalid(
+            "comment",
+            "must be at most 2000 characters",
+        ));
+    }
+    let target: Option<(String,)> = state
+        .db
+        .fetch_optional(
+            "SELECT role FROM chat_messages WHERE id = $1 AND session_id = $2",
+            args![message_id, session.id],
+        )
+        .await?;
+    match target {
+        None => return Err(AppError::NotFound("message")),
+        Some((role,)) if role != "agent" => {
+            return Err(AppError::invalid(
+                "message_id",
+                "only agent replies are rated",
+            ));
+        }
+        Some(_) => {}
+    }
+    state
+        .db
+        .execute(
+            "UPDATE chat_messages SET rating = $2, rating_comment = $3 WHERE id = $1",
+            args![message_id, req.rating, comment],
+        )
+        .await?;
+    let message: Message = state
+        .db
+        .fetch_one(
+            &format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"),
+            args![message_id],
+        )
+        .await?;
+    state
+        .bus
+        .publish(
+            &format!("chat:{}", session.id),
+            &json!({"type": "rating", "session_id": session.id, "message_id": message_id, "rating": req.rating}),
+        )
+        .await;
+    Ok(Json(message))
+}

@@ -1,0 +1,430 @@
+//! `POST /api/chat/sessions`, `GET/PATCH /api/chat/sessions/{id}`,
+//! `GET /api/chat/sessions/active`, `POST /api/chat/sessions/{id}/join`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::{MESSAGE_COLUMNS, Message, SESSION_COLUMNS, Session, load_session, messages, notify};
+use crate::args;
+use crate::auth::AuthUser;
+use crate::db::{Arg, Cursor, Page, PageQuery, new_id, now};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::projects::queries as projects;
+use crate::realtime::{SocketTicket, issue_ticket};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_session))
+        .routes(routes!(active_sessions))
+        .routes(routes!(get_session, update_session))
+        .routes(routes!(join_session))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SessionStatus {
+    Active,
+    Closed,
+    Escalated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    Low,
+    Normal,
+    High,
+    Urgent,
+}
+
+fn as_text<T: Serialize>(v: T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSession {
+    /// The agent (project) to talk to; the caller must be able to see it.
+    pub agent_id: Uuid,
+    /// A conversation template: its text is sent as the first message.
+    pub template_id: Option<Uuid>,
+    /// Defaults to the template's title, or "New conversation".
+    pub title: Option<String>,
+    pub priority: Option<Priority>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedSession {
+    #[serde(flatten)]
+    pub session: Session,
+    /// The template's opening message and the agent's reply, when a template was used.
+    pub messages: Vec<Message>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TemplateText {
+    title: String,
+    content: String,
+}
+
+fn validate_title(title: &str) -> AppResult<String> {
+    let title = title.trim();
+    if title.is_empty() || title.chars().count() > 200 {
+        return Err(AppError::invalid("title", "must be 1 to 200 characters"));
+    }
+    Ok(title.to_owned())
+}
+
+/// Starts a chat with an agent.
+#[utoipa::path(post, path = "/api/chat/sessions", tag = "chat", security(("bearer" = [])),
+    request_body = NewSession,
+    responses((status = 201, body = CreatedSession), (status = 422, body = crate::error::Problem)))]
+async fn create_session(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppJson(req): AppJson<NewSession>,
+) -> AppResult<(StatusCode, Json<CreatedSession>)> {
+    let project = projects::load(&state.db, auth.id, req.agent_id)
+        .await
+        .map_err(|_| AppError::invalid("agent_id", "is not an agent you can see"))?;
+    let template: Option<TemplateText> = match req.template_id {
+        Some(id) => Some(
+            state
+                .db
+                .fetch_optional(
+                    "SELECT t.title, t.content FROM chat_templates t
+                     WHERE t.id = $1 AND (t.workspace_id IS NULL OR t.workspace_id IN
+                        (SELECT workspace_id FROM workspace_members WHERE user_id = $2))",
+                    args![id, auth.id],
+                )
+                .await?
+                .ok_or_else(|| AppError::invalid("template_id", "is not a chat template"))?,
+        ),
+        None => None,
+    };
+    let title = match (&req.title, &template) {
+        (Some(t), _) => validate_title(t)?,
+        (None, Some(t)) => t.title.clone(),
+        (None, None) => "New conversation".to_owned(),
+    };
+    let id = new_id();
+    let at = now();
+    let mut tx = state.db.begin().await?;
+    tx.execute(
+        "INSERT INTO chat_sessions (id, workspace_id, user_id, agent_id, title, status, priority,
+            config_version, variant, template_id, last_seq, last_message_at, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, NULL, $8, 0, $9, $9, $9)",
+        args![
+            id,
+            project.workspace_id,
+            auth.id,
+            project.id,
+            title,
+            as_text(req.priority.unwrap_or(Priority::Normal)),
+            project.version,
+            req.template_id,
+            at
+        ],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO chat_participants (session_id, user_id, last_read_seq, joined_at) VALUES ($1, $2, 0, $3)",
+        args![id, auth.id, at],
+    )
+    .await?;
+    tx.commit().await?;
+    let mut opened = Vec::new();
+    if let Some(t) = template {
+        let session = load_session(&state.db, id, auth.id).await?;
+        let exchange = messages::converse(&state, &session, auth.id, t.content).await?;
+        opened.push(exchange.message);
+        opened.push(exchange.reply);
+    }
+    let session = load_session(&state.db, id, auth.id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedSession {
+            session,
+            messages: opened,
+        }),
+    ))
+}
+
+/// One session the caller takes part in.
+#[utoipa::path(get, path = "/api/chat/sessions/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Session), (status = 404, body = crate::error::Problem)))]
+async fn get_session(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<Json<Session>> {
+    Ok(Json(load_session(&state.db, id, auth.id).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionUpdate {
+    pub title: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub priority: Option<Priority>,
+}
+
+/// Renames a session, changes its status (active, closed, escalated) or priority.
+#[utoipa::path(patch, path = "/api/chat/sessions/{id}", tag = "chat", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = SessionUpdate,
+    responses((status = 200, body = Session), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn update_session(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(req): AppJson<SessionUpdate>,
+) -> AppResult<Json<Session>> {
+    let current = load_session(&state.db, id, auth.id).await?;
+    let title = match &req.title {
+        Some(t) => validate_title(t)?,
+        None => current.title.clone(),
+    };
+    let status = req.status.map(as_text).unwrap_or(current.status.clone());
+    let priority = req
+        .priority
+        .map(as_text)
+        .unwrap_or(current.priority.clone());
+    state
+        .db
+        .execute(
+            "UPDATE chat_sessions SET title = $2, status = $3, priority = $4, updated_at = $5 WHERE id = $1",
+            args![id, title, status, priority, now()],
+        )
+        .await?;
+    let session = load_session(&state.db, id, auth.id).await?;
+    state
+        .bus
+        .publish(
+            &format!("chat:{id}"),
+            &json!({"type": "session", "session_id": id, "session": {
+                "title": session.title, "status": session.status, "priority": session.priority,
+                "updated_at": session.updated_at}}),
+        )
+        .await;
+    Ok(Json(session))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ActiveQuery {
+    /// Only sessions with this agent.
+    pub agent_id: Option<Uuid>,
+    /// active (default), closed, escalated or all.
+    pub status: Option<String>,
+    /// Text in the title.
+    pub q: Option<String>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionTab {
+    #[serde(flatten)]
+    pub session: Session,
+    pub last_message: Option<Message>,
+    /// Messages by others after the caller's read position.
+    pub unread_count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionTabs {
+    pub sessions: Vec<SessionTab>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TabRow {
+    #[sqlx(flatten)]
+    session: Session,
+    unread_count: i64,
+}
+
+/// The caller's sessions for the chat tabs (owned or joined), latest activity first.
+#[utoipa::path(get, path = "/api/chat/sessions/active", tag = "chat", security(("bearer" = [])),
+    params(ActiveQuery),
+    responses((status = 200, body = SessionTabs), (status = 400, body = crate::error::Problem)))]
+async fn active_sessions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppQuery(q): AppQuery<ActiveQuery>,
+) -> AppResult<Json<SessionTabs>> {
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let limit = page.limit()?;
+    let mut binds = args![auth.id, now()];
+    let mut filter = String::new();
+    match q.status.as_deref().unwrap_or("active") {
+        "all" => {}
+        s @ ("active" | "closed" | "escalated") => {
+            binds.push(s.into());
+            filter += &format!(" AND s.status = ${}", binds.len());
+        }
+        other => {
+            return Err(AppError::BadRequest(format!(
+                "`status` must be active, closed, escalated or all; got `{other}`"
+            )));
+        }
+    }
+    if let Some(agent) = q.agent_id {
+        binds.push(agent.into());
+        filter += &format!(" AND s.agent_id = ${}", binds.len());
+    }
+    if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        let escaped = text
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        binds.push(format!("%{escaped}%").into());
+        filter += &format!(" AND LOWER(s.title) LIKE ${} ESCAPE '\\'", binds.len());
+    }
+    if let Some(c) = page.cursor("activity")? {
+        let at = c
+            .value
+            .as_deref()
+            .and_then(|v| DateTime::parse_from_rfc3339(v).ok())
+            .ok_or_else(|| {
+                AppError::BadRequest("`cursor` is not a cursor this API issued".into())
+            })?;
+        binds.push(Arg::from(at.with_timezone(&Utc)));
+        let v = binds.len();
+        binds.push(c.id.into());
+        let i = binds.len();
+        filter += &format!(
+            " AND (s.last_message_at < ${v} OR (s.last_message_at = ${v} AND s.id < ${i}))"
+        );
+    }
+    let rows: Vec<TabRow> = state
+        .db
+        .fetch_all(
+            &format!(
+                "SELECT {SESSION_COLUMNS},
+                    (SELECT COUNT(*) FROM chat_messages x WHERE x.session_id = s.id
+                       AND x.seq > c.last_read_seq AND (x.author_id IS NULL OR x.author_id <> $1)) AS unread_count
+                 FROM chat_sessions s
+                 JOIN chat_participants c ON c.session_id = s.id AND c.user_id = $1
+                 JOIN projects p ON p.id = s.agent_id
+                 LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
+                 LEFT JOIN project_shares sh ON sh.project_id = p.id AND sh.user_id = $1
+                    AND (sh.expires_at IS NULL OR sh.expires_at > $2)
+                 WHERE (m.user_id IS NOT NULL OR sh.id IS NOT NULL){filter}
+                 ORDER BY s.last_message_at DESC, s.id DESC LIMIT {}",
+                limit + 1
+            ),
+            binds,
+        )
+        .await?;
+    let page = Page::from_rows(rows, limit, |r| Cursor {
+        sort: "activity".into(),
+        value: Some(r.session.last_message_at.to_rfc3339()),
+        id: r.session.id,
+    });
+    let with_messages: Vec<&TabRow> = page
+        .items
+        .iter()
+        .filter(|r| r.session.last_seq > 0)
+        .collect();
+    let mut last_messages: Vec<Message> = Vec::new();
+    if !with_messages.is_empty() {
+        let mut binds = Vec::new();
+        let list = crate::projects::queries::placeholders(
+            &mut binds,
+            with_messages.iter().map(|r| Arg::from(r.session.id)),
+        );
+        last_messages = state
+            .db
+            .fetch_all(
+                &format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM chat_messages m WHERE m.session_id IN ({list})
+                     AND m.seq = (SELECT last_seq FROM chat_sessions WHERE id = m.session_id)"
+                ),
+                binds,
+            )
+            .await?;
+    }
+    Ok(Json(SessionTabs {
+        sessions: page
+            .items
+            .into_iter()
+            .map(|r| SessionTab {
+                last_message: last_messages
+                    .iter()
+                    .find(|m| m.session_id == r.session.id)
+                    .cloned(),
+                session: r.session,
+                unread_count: r.unread_count,
+            })
+            .collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Joined {
+    pub session: Session,
+    #[serde(flatten)]
+    pub socket: SocketTicket,
+}
+
+/// Joins a session (anyone who can see its agent) and returns how to connect to it live.
+#[utoipa::path(post, path = "/api/chat/sessions/{id}/join", tag = "chat", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Joined), (status = 404, body = crate::error::Problem)))]
+async fn join_session(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    headers: HeaderMap,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<Json<Joined>> {
+    let owner: Option<(Uuid, Uuid)> = state
+        .db
+        .fetch_optional(
+            "SELECT agent_id, user_id FROM chat_sessions WHERE id = $1",
+            args![id],
+        )
+        .await?;
+    let (agent_id, owner_id) = owner.ok_or(AppError::NotFound("chat session"))?;
+    projects::load(&state.db, auth.id, agent_id)
+        .await
+        .map_err(|_| AppError::NotFound("chat session"))?;
+    let added = state
+        .db
+        .execute(
+            "INSERT INTO chat_participants (session_id, user_id, last_read_seq, joined_at)
+             VALUES ($1, $2, 0, $3) ON CONFLICT (session_id, user_id) DO NOTHING",
+            args![id, auth.id, now()],
+        )
+        .await?;
+    let session = load_session(&state.db, id, auth.id).await?;
+    if added > 0 && owner_id != auth.id {
+        notify(
+            &state,
+            owner_id,
+            "join",
+            json!({"session_id": id, "user_id": auth.id, "title": session.title}),
+        )
+        .await;
+    }
+    let socket = issue_ticket(&state, &headers, auth.id, Some(id)).await?;
+    Ok(Json(Joined { session, socket }))
+}

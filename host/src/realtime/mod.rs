@@ -1,0 +1,159 @@
+//! Real time: the event bus, single-use WebSocket tickets, and the sockets
+//! `WS /ws/chat/{session_id}` and `WS /ws/notifications/{user_id}`.
+//!
+//! Browsers cannot set headers on WebSockets, so a socket authenticates with `?ticket=` (from
+//! `POST /api/chat/sessions/{id}/join` or `POST /api/realtime/tickets`, single use, 60 s) or,
+//! for other clients, `Authorization: Bearer`. Refusals happen before the upgrade.
+
+pub mod bus;
+mod socket;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+pub use bus::EventBus;
+
+use crate::args;
+use crate::auth::{AuthUser, generate_token, hash_token};
+use crate::db::now;
+use crate::error::{AppError, AppJson, AppResult};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_ticket))
+        .route("/ws/chat/{session_id}", axum::routing::get(socket::chat))
+        .route(
+            "/ws/notifications/{user_id}",
+            axum::routing::get(socket::notifications),
+        )
+}
+
+const TICKET_SECONDS: i64 = 60;
+
+/// How to open a socket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SocketTicket {
+    /// Open this URL (it carries the ticket); add `&last_seq=N` to a chat socket to receive
+    /// what happened after sequence number N.
+    pub websocket_url: String,
+    /// Single use, valid until `expires_at`.
+    pub ticket: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Issues a ticket for `user_id` to open the socket at `path` (a chat socket when
+/// `session_id` is set, else the user's notifications).
+pub async fn issue_ticket(
+    state: &AppState,
+    headers: &HeaderMap,
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+) -> AppResult<SocketTicket> {
+    let ticket = generate_token();
+    let expires_at = now() + Duration::seconds(TICKET_SECONDS);
+    // Expired tickets are swept as new ones are made.
+    state
+        .db
+        .execute("DELETE FROM ws_tickets WHERE expires_at < $1", args![now()])
+        .await?;
+    state
+        .db
+        .execute(
+            "INSERT INTO ws_tickets (ticket_hash, user_id, session_id, expires_at) VALUES ($1, $2, $3, $4)",
+            args![hash_token(&ticket), user_id, session_id, expires_at],
+        )
+        .await?;
+    let path = match session_id {
+        Some(id) => format!("/ws/chat/{id}"),
+        None => format!("/ws/notifications/{user_id}"),
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("127.0.0.1:8080");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+    {
+        Some("https") => "wss",
+        _ => "ws",
+    };
+    Ok(SocketTicket {
+        websocket_url: format!("{scheme}://{host}{path}?ticket={ticket}"),
+        ticket,
+        expires_at,
+    })
+}
+
+#[derive(sqlx::FromRow)]
+struct TicketRow {
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+}
+
+/// The user a socket request speaks for: a ticket for exactly this socket (consumed), or a
+/// bearer token. Anything else is refused before the upgrade.
+async fn socket_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    ticket: Option<&str>,
+    session_id: Option<Uuid>,
+) -> AppResult<Uuid> {
+    if let Some(ticket) = ticket {
+        let mut tx = state.db.begin().await?;
+        let row: Option<TicketRow> = tx
+            .fetch_optional(
+                "SELECT user_id, session_id FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > $2",
+                args![hash_token(ticket), now()],
+            )
+            .await?;
+        tx.execute(
+            "DELETE FROM ws_tickets WHERE ticket_hash = $1",
+            args![hash_token(ticket)],
+        )
+        .await?;
+        tx.commit().await?;
+        return match row {
+            Some(r) if r.session_id == session_id => Ok(r.user_id),
+            Some(_) => Err(AppError::forbidden("this ticket is for another socket")),
+            None => Err(AppError::Unauthorized(
+                "the ticket is unknown, used or expired",
+            )),
+        };
+    }
+    Ok(crate::auth::authenticate(state, headers).await?.id)
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TicketRequest {
+    /// A chat session the caller takes part in; omitted, the ticket opens the caller's
+    /// notifications socket.
+    pub session_id: Option<Uuid>,
+}
+
+/// A single-use ticket to open a WebSocket (notifications, or a chat the caller is in).
+#[utoipa::path(post, path = "/api/realtime/tickets", tag = "realtime", security(("bearer" = [])),
+    request_body(content = TicketRequest, description = "Optional"),
+    responses((status = 201, body = SocketTicket), (status = 404, body = crate::error::Problem)))]
+async fn create_ticket(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    headers: HeaderMap,
+    body: Option<AppJson<TicketRequest>>,
+) -> AppResult<(StatusCode, Json<SocketTicket>)> {
+    let req = body.map(|AppJson(r)| r).unwrap_or_default();
+    if let Some(session_id) = req.session_id {
+        crate::chat::load_session(&state.db, session_id, auth.id).await?;
+    }
+    let ticket = issue_ticket(&state, &headers, auth.id, req.session_id).await?;
+    Ok((StatusCode::CREATED, Json(ticket)))
+}

@@ -1,0 +1,280 @@
+//! The socket loop shared by chat and notification sockets: bus events out, client events
+//! in, keep-alive pings, slow-consumer and shutdown handling.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+use super::socket_user;
+use crate::chat;
+use crate::error::{AppError, AppPath, AppResult};
+use crate::state::AppState;
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+/// A client silent (no pong, no message) this long is gone.
+const IDLE_LIMIT: Duration = Duration::from_secs(60);
+/// A send the client does not take within this is a slow consumer.
+const SEND_LIMIT: Duration = Duration::from_secs(5);
+
+/// Close codes: 1001 going away (shutdown), 4008 too slow, 4000 idle.
+const CLOSE_GOING_AWAY: u16 = 1001;
+const CLOSE_SLOW_CONSUMER: u16 = 4008;
+const CLOSE_IDLE: u16 = 4000;
+
+#[derive(Debug, Deserialize)]
+pub struct SocketQuery {
+    ticket: Option<String>,
+    /// Chat only: the last sequence number the client saw; what follows it is replayed.
+    last_seq: Option<i64>,
+}
+
+/// `WS /ws/chat/{session_id}`: the session's messages, streamed tokens, typing and presence.
+pub async fn chat(
+    State(state): State<AppState>,
+    AppPath(session_id): AppPath<Uuid>,
+    Query(q): Query<SocketQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> AppResult<Response> {
+    let user_id = socket_user(&state, &headers, q.ticket.as_deref(), Some(session_id)).await?;
+    let session = chat::load_session(&state.db, session_id, user_id).await?;
+    let last_seq = q.last_seq.unwrap_or(session.last_seq).max(0);
+    Ok(ws.on_upgrade(move |socket| {
+        run(
+            state,
+            socket,
+            user_id,
+            Kind::Chat {
+                session_id,
+                last_seq,
+            },
+        )
+    }))
+}
+
+/// `WS /ws/notifications/{user_id}`: that user's notifications only.
+pub async fn notifications(
+    State(state): State<AppState>,
+    AppPath(user_id): AppPath<Uuid>,
+    Query(q): Query<SocketQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> AppResult<Response> {
+    let caller = socket_user(&state, &headers, q.ticket.as_deref(), None).await?;
+    if caller != user_id {
+        return Err(AppError::forbidden(
+            "these are another user's notifications",
+        ));
+    }
+    Ok(ws.on_upgrade(move |socket| run(state, socket, user_id, Kind::Notifications)))
+}
+
+enum Kind {
+    Chat { session_id: Uuid, last_seq: i64 },
+    Notifications,
+}
+
+enum Outcome {
+    Continue,
+    Close(u16, &'static str),
+}
+
+async fn run(state: AppState, socket: WebSocket, user_id: Uuid, kind: Kind) {
+    let channel = match &kind {
+        Kind::Chat { session_id, .. } => format!("chat:{session_id}"),
+        Kind::Notifications => format!("user:{user_id}"),
+    };
+    // Subscribe first, then replay: an event raised in between is seen twice at worst, and
+    // sequence numbers drop the second copy.
+    let mut events = state.bus.subscribe(&channel);
+    let (mut sink, mut stream) = socket.split();
+    let (client_tx, mut client_rx) = tokio::sync::mpsc::channel::<Message>(32);
+    let reader = tokio::spawn(async move {
+        while let Some(Ok(msg)) = stream.next().await {
+            if client_tx.send(msg).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut shutdown = state.shutdown.clone();
+    let mut last_seq = match &kind {
+        Kind::Chat { last_seq, .. } => *last_seq,
+        Kind::Notifications => 0,
+    };
+    let mut outcome = Outcome::Continue;
+    if let Kind::Chat { session_id, .. } = &kind {
+        outcome = catch_up(&state, &mut sink, *session_id, &mut last_seq, i64::MAX).await;
+        state
+            .bus
+            .publish(
+                &channel,
+                &json!({"type": "presence", "session_id": session_id, "user_id": user_id, "state": "online"}),
+            )
+            .await;
+    }
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    let mut last_heard = tokio::time::Instant::now();
+    while let Outcome::Continue = outcome {
+        outcome = tokio::select! {
+            event = events.recv() => match event {
+                Ok(payload) => forward(&state, &mut sink, &kind, &mut last_seq, payload).await,
+                Err(RecvError::Lagged(_)) => Outcome::Close(CLOSE_SLOW_CONSUMER, "too slow: events were dropped; reconnect with last_seq"),
+                Err(RecvError::Closed) => Outcome::Close(CLOSE_GOING_AWAY, "event bus closed"),
+            },
+            msg = client_rx.recv() => match msg {
+                None | Some(Message::Close(_)) => break,
+                Some(msg) => {
+                    last_heard = tokio::time::Instant::now();
+                    if let (Kind::Chat { session_id, .. }, Message::Text(text)) = (&kind, msg) {
+                        client_event(&state, *session_id, user_id, &text).await;
+                    }
+                    Outcome::Continue
+                }
+            },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > IDLE_LIMIT {
+                    Outcome::Close(CLOSE_IDLE, "no pong")
+                } else {
+                    send(&mut sink, Message::Ping(Vec::new().into())).await
+                }
+            },
+            _ = shutdown.changed() => Outcome::Close(CLOSE_GOING_AWAY, "server shutting down"),
+        };
+    }
+    if let Outcome::Close(code, reason) = outcome {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = tokio::time::timeout(SEND_LIMIT, sink.send(Message::Close(Some(frame)))).await;
+    }
+    reader.abort();
+    if let Kind::Chat { session_id, .. } = kind {
+        state
+            .bus
+            .publish(
+                &channel,
+                &json!({"type": "presence", "session_id": session_id, "user_id": user_id, "state": "offline"}),
+            )
+            .await;
+    }
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn send(sink: &mut Sink, msg: Message) -> Outcome {
+    match tokio::time::timeout(SEND_LIMIT, sink.send(msg)).await {
+        Ok(Ok(())) => Outcome::Continue,
+        Ok(Err(_)) => Outcome::Close(CLOSE_GOING_AWAY, "send failed"),
+        Err(_) => Outcome::Close(CLOSE_SLOW_CONSUMER, "too slow to read"),
+    }
+}
+
+/// Sends one bus event. Chat messages are kept in sequence order: an event ahead of the
+/// next expected number first brings the gap from the database, and one already sent is
+/// dropped — nothing lost, nothing twice.
+async fn forward(
+    state: &AppState,
+    sink: &mut Sink,
+    kind: &Kind,
+    last_seq: &mut i64,
+    payload: std::sync::Arc<str>,
+) -> Outcome {
+    if let Kind::Chat { session_id, .. } = kind
+        && let Some(seq) = serde_json::from_str::<Value>(&payload)
+            .ok()
+            .and_then(|v| v.get("seq").and_then(Value::as_i64))
+    {
+        if seq <= *last_seq {
+            return Outcome::Continue;
+        }
+        if seq > *last_seq + 1
+            && let Outcome::Close(c, r) =
+                catch_up(state, sink, *session_id, last_seq, seq - 1).await
+        {
+            return Outcome::Close(c, r);
+        }
+        *last_seq = seq;
+    }
+    send(sink, Message::Text(Utf8Bytes::from(&*payload))).await
+}
+
+/// Sends the stored messages after `last_seq` up to `until`, as message events.
+async fn catch_up(
+    state: &AppState,
+    sink: &mut Sink,
+    session_id: Uuid,
+    last_seq: &mut i64,
+    until: i64,
+) -> Outcome {
+    loop {
+        let page = match chat::messages_after(&state.db, session_id, *last_seq, until, 200).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "replay failed");
+                return Outcome::Close(CLOSE_GOING_AWAY, "replay failed; reconnect");
+            }
+        };
+        let done = page.len() < 200;
+        for message in page {
+            let seq = message.seq;
+            let event = chat::message_event(&message);
+            if let Outcome::Close(c, r) = send(sink, Message::Text(event.to_string().into())).await
+            {
+                return Outcome::Close(c, r);
+            }
+            *last_seq = seq;
+        }
+        if done {
+            return Outcome::Continue;
+        }
+    }
+}
+
+/// What a chat client may send: `{"type":"message","content":…}`, `{"type":"typing"}`,
+/// `{"type":"read","seq":N}`.
+async fn client_event(state: &AppState, session_id: Uuid, user_id: Uuid, text: &str) {
+    let Ok(event) = serde_json::from_str::<Value>(text) else {
+        return;
+    };
+    match event.get("type").and_then(Value::as_str) {
+        Some("typing") => {
+            state
+                .bus
+                .publish(
+                    &format!("chat:{session_id}"),
+                    &json!({"type": "typing", "session_id": session_id, "user_id": user_id}),
+                )
+                .await;
+        }
+        Some("read") => {
+            if let Some(seq) = event.get("seq").and_then(Value::as_i64) {
+                let _ = chat::mark_read(&state.db, session_id, user_id, seq).await;
+            }
+        }
+        Some("message") => {
+            let content = event
+                .get("content")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            let state = state.clone();
+            // The reply streams back over the bus; the socket keeps serving meanwhile.
+            tokio::spawn(async move {
+                if let Err(e) = chat::post_from_socket(&state, session_id, user_id, content).await {
+                    tracing::debug!(error = %e, "message from socket refused");
+                }
+            });
+        }
+        _ => {}
+    }
+}
