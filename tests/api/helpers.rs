@@ -316,6 +316,145 @@ pub fn assert_problem(r: &Resp, status: u16) {
     assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
 }
 
+/// A small OpenAI-compatible server for the whole test binary, on its own thread. The model
+/// name picks the behaviour: `echo` answers "You said: <last message>" (streamed word by word
+/// when asked), `slow` waits 5 s, `fail` answers 500, `malformed` sends broken JSON (or a
+/// broken stream). Audio: `/audio/transcriptions` answers a fixed transcript, `/audio/speech`
+/// a tiny WAV.
+pub fn mock_ai() -> String {
+    static URL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                tx.send(format!("http://{}/v1", listener.local_addr().expect("addr")))
+                    .expect("send url");
+                let app = axum::Router::new()
+                    .route("/v1/chat/completions", axum::routing::post(mock_completions))
+                    .route(
+                        "/v1/audio/transcriptions",
+                        axum::routing::post(|| async {
+                            axum::Json(json!({"text": " hello from the microphone ", "language": "en", "duration": 1.25}))
+                        }),
+                    )
+                    .route(
+                        "/v1/audio/speech",
+                        axum::routing::post(|| async {
+                            let mut wav = b"RIFF\x24\0\0\0WAVEfmt ".to_vec();
+                            wav.extend([0u8; 32]);
+                            ([("content-type", "audio/mpeg")], wav)
+                        }),
+                    );
+                axum::serve(listener, app).await.expect("mock serve");
+            });
+        });
+        rx.recv().expect("mock url")
+    })
+    .clone()
+}
+
+async fn mock_completions(axum::Json(body): axum::Json<Value>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let model = body["model"].as_str().unwrap_or_default().to_owned();
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let last = body["messages"]
+        .as_array()
+        .and_then(|m| m.last())
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let answer = format!("You said: {last}");
+    match model.as_str() {
+        "slow" => {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+        "fail" => {
+            return (
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "model overloaded",
+            )
+                .into_response();
+        }
+        "malformed" if !stream => return "{not json".into_response(),
+        "malformed" => {
+            return ([("content-type", "text/event-stream")], "data: {broken\n\n").into_response();
+        }
+        _ => {}
+    }
+    if stream {
+        let mut sse = String::new();
+        for word in answer.split_inclusive(' ') {
+            sse += &format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {"content": word}}]})
+            );
+        }
+        sse += &format!(
+            "data: {}\n\n",
+            json!({"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7}})
+        );
+        sse += "data: [DONE]\n\n";
+        ([("content-type", "text/event-stream")], sse).into_response()
+    } else {
+        axum::Json(json!({
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 5}
+        }))
+        .into_response()
+    }
+}
+
+/// A WebSocket client.
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a socket; `Err` carries the HTTP status of a refused upgrade.
+pub async fn connect(url: &str) -> Result<Socket, u16> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("websocket connect to {url}: {e}"),
+    }
+}
+
+/// The next JSON event from a socket (pings skipped), within 10 s.
+pub async fn next_event(socket: &mut Socket) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(10), socket.next())
+            .await
+            .expect("an event within 10 s")
+            .expect("socket open")
+            .expect("socket frame");
+        match msg {
+            Message::Text(text) => return serde_json::from_str(&text).expect("JSON event"),
+            Message::Close(frame) => panic!("socket closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+/// Events until one of type `kind` arrives (inclusive).
+pub async fn events_until(socket: &mut Socket, kind: &str) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let event = next_event(socket).await;
+        let done = event["type"] == kind;
+        seen.push(event);
+        if done {
+            return seen;
+        }
+    }
+}
+
 /// Defines a test that runs `scenario` on SQLite and one that runs it on PostgreSQL.
 #[macro_export]
 macro_rules! on_both {
@@ -328,6 +467,28 @@ macro_rules! on_both {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 $crate::helpers::run($crate::helpers::Backend::Postgres, super::$scenario).await;
+            }
+        }
+    };
+    ($scenario:ident, $configure:expr) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $crate::helpers::run_with(
+                    $crate::helpers::Backend::Sqlite,
+                    $configure,
+                    super::$scenario,
+                )
+                .await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $crate::helpers::run_with(
+                    $crate::helpers::Backend::Postgres,
+                    $configure,
+                    super::$scenario,
+                )
+                .await;
             }
         }
     };

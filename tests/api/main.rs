@@ -4,6 +4,7 @@ mod helpers;
 
 mod auth;
 mod bulk;
+mod chat;
 mod cli;
 mod permissions;
 mod platform;

@@ -1,0 +1,557 @@
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    TestApp, User, assert_problem, column, connect, events_until, mock_ai, next_event,
+};
+use crate::on_both;
+
+async fn agent(app: &TestApp, owner: &User, settings: Value) -> String {
+    let p = app
+        .project(
+            owner,
+            json!({"name": "Helper", "settings": settings, "system_prompt": "Be brief."}),
+        )
+        .await;
+    p["id"].as_str().unwrap().to_owned()
+}
+
+async fn session(app: &TestApp, user: &User, agent_id: &str) -> String {
+    let r = app
+        .post(
+            "/api/chat/sessions",
+            &user.token,
+            json!({"agent_id": agent_id}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn sessions_messages_and_ratings(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let vic = app.register("vic").await;
+    let agent_id = agent(
+        &app,
+        &alice,
+        json!({"fallback_message": "Let me find a colleague for that."}),
+    )
+    .await;
+
+    let created = app
+        .post(
+            "/api/chat/sessions",
+            &alice.token,
+            json!({"agent_id": agent_id, "title": "Billing question", "priority": "high"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["status"], "active");
+    assert_eq!(created.body["priority"], "high");
+    assert_eq!(created.body["config_version"], 1);
+    assert_eq!(created.body["last_seq"], 0);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/chat/sessions/{id}");
+
+    // No provider: the agent gives the fallback message and marks the question unanswered.
+    let sent = app
+        .post(
+            &format!("{path}/messages"),
+            &alice.token,
+            json!({"content": "Why was I charged twice?"}),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{:?}", sent.body);
+    assert_eq!(sent.body["message"]["seq"], 1);
+    assert_eq!(sent.body["message"]["role"], "user");
+    assert_eq!(sent.body["message"]["author_id"], alice.id);
+    assert_eq!(sent.body["reply"]["seq"], 2);
+    assert_eq!(sent.body["reply"]["role"], "agent");
+    assert_eq!(
+        sent.body["reply"]["content"],
+        "Let me find a colleague for that."
+    );
+    assert_eq!(sent.body["reply"]["status"], "unanswered");
+    assert!(sent.body["reply"]["latency_ms"].is_i64());
+    let reply_id = sent.body["reply"]["id"].as_str().unwrap().to_owned();
+    let user_msg_id = sent.body["message"]["id"].as_str().unwrap().to_owned();
+
+    for bad in [
+        json!({"content": "  "}),
+        json!({"content": "x".repeat(20_001)}),
+        json!({"text": "hi"}),
+    ] {
+        assert_problem(
+            &app.post(&format!("{path}/messages"), &alice.token, bad)
+                .await,
+            422,
+        );
+    }
+
+    app.post(
+        &format!("{path}/messages"),
+        &alice.token,
+        json!({"content": "Second question"}),
+    )
+    .await;
+    let all = app.get(&format!("{path}/messages"), &alice.token).await;
+    assert_eq!(all.status, 200);
+    let seqs: Vec<i64> = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    let since = app
+        .get(&format!("{path}/messages?since=2&limit=1"), &alice.token)
+        .await;
+    assert_eq!(since.body["items"][0]["seq"], 3);
+    let cursor = since.body["next_cursor"].as_str().unwrap();
+    let next = app
+        .get(
+            &format!("{path}/messages?limit=1&cursor={cursor}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(next.body["items"][0]["seq"], 4);
+    assert!(next.body["next_cursor"].is_null());
+
+    // Ratings: agent replies only, 1–5.
+    let rated = app
+        .post(
+            &format!("{path}/messages/{reply_id}/rating"),
+            &alice.token,
+            json!({"rating": 2, "comment": "not helpful"}),
+        )
+        .await;
+    assert_eq!(rated.status, 200, "{:?}", rated.body);
+    assert_eq!(rated.body["rating"], 2);
+    assert_eq!(rated.body["rating_comment"], "not helpful");
+    assert_problem(
+        &app.post(
+            &format!("{path}/messages/{reply_id}/rating"),
+            &alice.token,
+            json!({"rating": 6}),
+        )
+        .await,
+        422,
+    );
+    assert_problem(
+        &app.post(
+            &format!("{path}/messages/{user_msg_id}/rating"),
+            &alice.token,
+            json!({"rating": 5}),
+        )
+        .await,
+        422,
+    );
+
+    // A stranger can neither read, write, rate nor join.
+    for (method, p, body) in [
+        (Method::GET, path.clone(), None),
+        (Method::GET, format!("{path}/messages"), None),
+        (
+            Method::POST,
+            format!("{path}/messages"),
+            Some(json!({"content": "hi"})),
+        ),
+        (
+            Method::POST,
+            format!("{path}/messages/{reply_id}/rating"),
+            Some(json!({"rating": 5})),
+        ),
+        (Method::POST, format!("{path}/join"), None),
+        (
+            Method::PATCH,
+            path.clone(),
+            Some(json!({"status": "closed"})),
+        ),
+    ] {
+        let r = app.call(method, &p, Some(&bob.token), body).await;
+        assert_problem(&r, 404);
+    }
+    assert_problem(
+        &app.post(
+            "/api/chat/sessions",
+            &bob.token,
+            json!({"agent_id": agent_id}),
+        )
+        .await,
+        422,
+    );
+
+    // Someone the agent is shared with may join, then reads and writes.
+    app.post(
+        &format!("/api/projects/{agent_id}/share"),
+        &alice.token,
+        json!({"user_email": vic.email, "permission": "view"}),
+    )
+    .await;
+    assert_problem(&app.get(&path, &vic.token).await, 404);
+    let joined = app
+        .post(&format!("{path}/join"), &vic.token, json!({}))
+        .await;
+    assert_eq!(joined.status, 200, "{:?}", joined.body);
+    assert!(
+        joined.body["websocket_url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("/ws/chat/{id}?ticket="))
+    );
+    assert!(joined.body["ticket"].is_string());
+    assert_eq!(app.get(&path, &vic.token).await.status, 200);
+
+    // The tabs: last message and unread count (others' messages after the read position).
+    let tabs = app.get("/api/chat/sessions/active", &vic.token).await;
+    assert_eq!(tabs.status, 200, "{:?}", tabs.body);
+    assert_eq!(tabs.body["sessions"][0]["id"], id.as_str());
+    assert_eq!(tabs.body["sessions"][0]["last_message"]["seq"], 4);
+    assert_eq!(tabs.body["sessions"][0]["unread_count"], 4);
+    app.get(&format!("{path}/messages"), &vic.token).await;
+    let tabs = app.get("/api/chat/sessions/active", &vic.token).await;
+    assert_eq!(tabs.body["sessions"][0]["unread_count"], 0);
+
+    // Closing a session stops the conversation; the tab list filters by status.
+    let closed = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&alice.token),
+            Some(json!({"status": "closed", "title": "Billing (done)"})),
+        )
+        .await;
+    assert_eq!(closed.status, 200);
+    assert_eq!(closed.body["status"], "closed");
+    assert_problem(
+        &app.post(
+            &format!("{path}/messages"),
+            &alice.token,
+            json!({"content": "one more"}),
+        )
+        .await,
+        409,
+    );
+    assert_problem(
+        &app.call(
+            Method::PATCH,
+            &path,
+            Some(&alice.token),
+            Some(json!({"status": "archived"})),
+        )
+        .await,
+        422,
+    );
+    assert!(
+        app.get("/api/chat/sessions/active", &alice.token)
+            .await
+            .body["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let closed_tabs = app
+        .get(
+            "/api/chat/sessions/active?status=closed&q=billing",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(closed_tabs.body["sessions"].as_array().unwrap().len(), 1);
+    assert_problem(
+        &app.get("/api/chat/sessions/active?status=gone", &alice.token)
+            .await,
+        400,
+    );
+
+    // Losing access to the agent hides the session too.
+    app.delete(
+        &format!("/api/projects/{agent_id}/shares/{}", vic.id),
+        &alice.token,
+    )
+    .await;
+    assert_problem(&app.get(&path, &vic.token).await, 404);
+    assert!(
+        app.get("/api/chat/sessions/active?status=all", &vic.token)
+            .await
+            .body["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+on_both!(sessions_messages_and_ratings);
+
+async fn tabs_page_by_activity(app: TestApp) {
+    let alice = app.register("alice").await;
+    let agent_id = agent(&app, &alice, json!({})).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(session(&app, &alice, &agent_id).await);
+    }
+    // Activity reorders: the oldest session speaks last.
+    app.post(
+        &format!("/api/chat/sessions/{}/messages", ids[0]),
+        &alice.token,
+        json!({"content": "bump"}),
+    )
+    .await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut p = "/api/chat/sessions/active?limit=2".to_owned();
+        if let Some(c) = &cursor {
+            p += &format!("&cursor={c}");
+        }
+        let page = app.get(&p, &alice.token).await;
+        seen.extend(
+            column(&page.body, "sessions", "id")
+                .into_iter()
+                .map(str::to_owned),
+        );
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = [&ids[0], &ids[4], &ids[3], &ids[2], &ids[1]]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(seen, expected);
+    let by_agent = app
+        .get(
+            &format!("/api/chat/sessions/active?agent_id={agent_id}&limit=200"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(by_agent.body["sessions"].as_array().unwrap().len(), 5);
+}
+on_both!(tabs_page_by_activity);
+
+async fn chat_templates(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let all = app.get("/api/chat/templates?limit=200", &alice.token).await;
+    assert_eq!(all.status, 200);
+    let categories: std::collections::BTreeSet<&str> =
+        column(&all.body, "items", "category").into_iter().collect();
+    assert_eq!(
+        categories.into_iter().collect::<Vec<_>>(),
+        ["customer_support", "general", "sales"]
+    );
+    let sales = app
+        .get("/api/chat/templates?category=sales", &alice.token)
+        .await;
+    assert!(
+        column(&sales.body, "items", "category")
+            .iter()
+            .all(|c| *c == "sales")
+    );
+    assert_problem(
+        &app.get("/api/chat/templates?category=legal", &alice.token)
+            .await,
+        400,
+    );
+
+    let own = app
+        .post("/api/chat/templates", &alice.token,
+            json!({"workspace_id": alice.workspace_id, "category": "sales", "title": "Enterprise pricing", "content": "What does the enterprise plan cost for 500 seats?"}))
+        .await;
+    assert_eq!(own.status, 201, "{:?}", own.body);
+    let own_id = own.body["id"].as_str().unwrap().to_owned();
+    assert_problem(
+        &app.post("/api/chat/templates", &bob.token,
+            json!({"workspace_id": alice.workspace_id, "category": "sales", "title": "x", "content": "y"})).await,
+        404,
+    );
+    assert!(
+        column(
+            &app.get("/api/chat/templates?limit=200", &bob.token)
+                .await
+                .body,
+            "items",
+            "id"
+        )
+        .iter()
+        .all(|i| *i != own_id)
+    );
+    let alices = app
+        .get("/api/chat/templates?category=sales", &alice.token)
+        .await;
+    assert_eq!(
+        alices.body["items"][0]["id"],
+        own_id.as_str(),
+        "newest first"
+    );
+
+    // A template opens the conversation: its text is the first message and the agent answers.
+    let agent_id = agent(&app, &alice, json!({})).await;
+    let started = app
+        .post(
+            "/api/chat/sessions",
+            &alice.token,
+            json!({"agent_id": agent_id, "template_id": own_id}),
+        )
+        .await;
+    assert_eq!(started.status, 201, "{:?}", started.body);
+    assert_eq!(started.body["title"], "Enterprise pricing");
+    assert_eq!(
+        started.body["messages"][0]["content"],
+        "What does the enterprise plan cost for 500 seats?"
+    );
+    assert_eq!(started.body["messages"][1]["role"], "agent");
+    assert_eq!(started.body["last_seq"], 2);
+
+    let builtin = all.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["workspace_id"].is_null())
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_problem(
+        &app.delete(&format!("/api/chat/templates/{builtin}"), &alice.token)
+            .await,
+        403,
+    );
+    assert_problem(
+        &app.delete(&format!("/api/chat/templates/{own_id}"), &bob.token)
+            .await,
+        404,
+    );
+    assert_eq!(
+        app.delete(&format!("/api/chat/templates/{own_id}"), &alice.token)
+            .await
+            .status,
+        204
+    );
+}
+on_both!(chat_templates);
+
+async fn openai_compatible_provider(app: TestApp) {
+    let alice = app.register("alice").await;
+    let agent_id = agent(&app, &alice, json!({})).await;
+    let provider = format!("/api/projects/{agent_id}/provider");
+    assert_problem(&app.get(&provider, &alice.token).await, 404);
+    let set = app
+        .put(&provider, &alice.token, json!({"base_url": mock_ai(), "model": "echo", "api_key": "sk-test-secret", "stream": false}))
+        .await;
+    assert_eq!(set.status, 200, "{:?}", set.body);
+    assert_eq!(set.body["has_api_key"], true);
+    assert!(!set.body.to_string().contains("sk-test-secret"));
+    assert_problem(
+        &app.put(
+            &provider,
+            &alice.token,
+            json!({"base_url": "ftp://x", "model": "m"}),
+        )
+        .await,
+        422,
+    );
+    assert_problem(
+        &app.put(
+            &provider,
+            &alice.token,
+            json!({"base_url": mock_ai(), "model": "m", "timeout_ms": 5}),
+        )
+        .await,
+        422,
+    );
+
+    let id = session(&app, &alice, &agent_id).await;
+    let messages = format!("/api/chat/sessions/{id}/messages");
+    let r = app
+        .post(&messages, &alice.token, json!({"content": "hello there"}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["reply"]["content"], "You said: hello there");
+    assert_eq!(r.body["reply"]["status"], "ok");
+    assert_eq!(r.body["reply"]["prompt_tokens"], 12);
+    assert_eq!(r.body["reply"]["completion_tokens"], 5);
+
+    // Streamed: the same answer, usage from the final chunk. The key is kept when omitted.
+    let set = app
+        .put(
+            &provider,
+            &alice.token,
+            json!({"base_url": mock_ai(), "model": "echo", "stream": true}),
+        )
+        .await;
+    assert_eq!(set.body["has_api_key"], true);
+    let r = app
+        .post(&messages, &alice.token, json!({"content": "stream it"}))
+        .await;
+    assert_eq!(r.body["reply"]["content"], "You said: stream it");
+    assert_eq!(r.body["reply"]["prompt_tokens"], 11);
+    assert_eq!(r.body["reply"]["completion_tokens"], 7);
+
+    // Failures: each becomes an error message, a notification to the owner and a 502.
+    let ticket = app
+        .post("/api/realtime/tickets", &alice.token, json!({}))
+        .await;
+    assert_eq!(ticket.status, 201, "{:?}", ticket.body);
+    let mut notifications = connect(ticket.body["websocket_url"].as_str().unwrap())
+        .await
+        .expect("notifications socket");
+    for (model, stream, timeout_ms, needle) in [
+        ("fail", false, 10_000, "500"),
+        ("malformed", false, 10_000, "malformed"),
+        ("malformed", true, 10_000, "malformed"),
+        ("slow", true, 1_000, "within 1000 ms"),
+    ] {
+        app.put(&provider, &alice.token, json!({"base_url": mock_ai(), "model": model, "stream": stream, "timeout_ms": timeout_ms})).await;
+        let r = app
+            .post(
+                &messages,
+                &alice.token,
+                json!({"content": "are you there?"}),
+            )
+            .await;
+        assert_problem(&r, 502);
+        assert!(
+            r.body["detail"].as_str().unwrap().contains(needle),
+            "{model}: {:?}",
+            r.body
+        );
+        assert_eq!(r.body["results"]["reply"]["status"], "error");
+        assert_eq!(r.body["results"]["message"]["content"], "are you there?");
+        let event = next_event(&mut notifications).await;
+        assert_eq!(event["type"], "notification");
+        assert_eq!(event["kind"], "agent_error");
+        assert_eq!(event["session_id"], id.as_str());
+    }
+    // Unreachable.
+    app.put(
+        &provider,
+        &alice.token,
+        json!({"base_url": "http://127.0.0.1:9/v1", "model": "echo"}),
+    )
+    .await;
+    assert_problem(
+        &app.post(&messages, &alice.token, json!({"content": "hello?"}))
+            .await,
+        502,
+    );
+
+    // The failed replies are stored, in order.
+    let all = app
+        .get(&format!("{messages}?limit=200"), &alice.token)
+        .await;
+    let statuses = column(&all.body, "items", "status");
+    assert_eq!(statuses.len(), 14);
+    assert_eq!(statuses.iter().filter(|s| **s == "error").count(), 5);
+
+    assert_eq!(app.delete(&provider, &alice.token).await.status, 204);
+    let r = app
+        .post(
+            &messages,
+            &alice.token,
+            json!({"content": "back to the fallback"}),
+        )
+        .await;
+    assert_eq!(r.body["reply"]["status"], "unanswered");
+}
+on_both!(openai_compatible_provider);
