@@ -1,9 +1,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{
-    TestApp, User, assert_problem, column, connect, events_until, mock_ai, next_event,
-};
+use crate::helpers::{TestApp, User, assert_problem, column, connect, mock_ai, next_event};
 use crate::on_both;
 
 async fn agent(app: &TestApp, owner: &User, settings: Value) -> String {

@@ -41,7 +41,7 @@ pub struct Resp {
 
 impl Resp {
     /// The status, headers and body (JSON when it parses, else a string) of a response.
-    async fn read(res: reqwest::Response) -> Resp {
+    pub async fn read(res: reqwest::Response) -> Resp {
         let status = res.status().as_u16();
         let headers = res.headers().clone();
         let text = res.text().await.expect("body");
@@ -109,6 +109,16 @@ where
     app.finish().await;
 }
 
+/// What a host started with no configuration gets (programs found on PATH included), on
+/// `database_url`.
+fn base_config(database_url: &str, data_dir: &std::path::Path) -> Config {
+    Config {
+        database_url: Some(nova_host::config::Secret(database_url.to_owned())),
+        data_dir: data_dir.to_path_buf(),
+        ..Config::from_sources(None, &|_| None).expect("default configuration")
+    }
+}
+
 pub async fn spawn_app(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
     let (database_url, pg_database) = match backend {
@@ -133,11 +143,7 @@ pub async fn spawn_app(backend: Backend, configure: impl FnOnce(&mut Config)) ->
             (url, Some(name))
         }
     };
-    let mut config = Config {
-        database_url: Some(nova_host::config::Secret(database_url.clone())),
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
+    let mut config = base_config(&database_url, dir.path());
     configure(&mut config);
     let app = start(config, backend, database_url, dir, pg_database).await;
     Some(app)
@@ -179,11 +185,7 @@ impl TestApp {
     /// Another host ("replica") on the same database, configured by `configure`.
     pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config {
-            database_url: Some(nova_host::config::Secret(self.database_url.clone())),
-            data_dir: dir.path().to_path_buf(),
-            ..Config::default()
-        };
+        let mut config = base_config(&self.database_url, dir.path());
         configure(&mut config);
         start(config, self.backend, self.database_url.clone(), dir, None).await
     }
@@ -442,12 +444,12 @@ pub async fn next_event(socket: &mut Socket) -> Value {
     }
 }
 
-/// Events until one of type `kind` arrives (inclusive).
-pub async fn events_until(socket: &mut Socket, kind: &str) -> Vec<Value> {
+/// Events until one for which `last` holds (inclusive).
+pub async fn events_until(socket: &mut Socket, last: impl Fn(&Value) -> bool) -> Vec<Value> {
     let mut seen = Vec::new();
     loop {
         let event = next_event(socket).await;
-        let done = event["type"] == kind;
+        let done = last(&event);
         seen.push(event);
         if done {
             return seen;

@@ -9,5 +9,7 @@ mod cli;
 mod permissions;
 mod platform;
 mod projects;
+mod realtime;
 mod team;
 mod user;
+mod voice;
