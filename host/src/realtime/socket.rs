@@ -47,7 +47,7 @@ pub async fn chat(
     let user_id = socket_user(&state, &headers, q.ticket.as_deref(), Some(session_id)).await?;
     let session = chat::load_session(&state.db, session_id, user_id).await?;
     let last_seq = q.last_seq.unwrap_or(session.last_seq).max(0);
-    Ok(ws.on_upgrade(move |socket| {
+    Ok(sized(ws).on_upgrade(move |socket| {
         run(
             state,
             socket,
@@ -74,7 +74,15 @@ pub async fn notifications(
             "these are another user's notifications",
         ));
     }
-    Ok(ws.on_upgrade(move |socket| run(state, socket, user_id, Kind::Notifications)))
+    Ok(sized(ws).on_upgrade(move |socket| run(state, socket, user_id, Kind::Notifications)))
+}
+
+/// Small buffers: thousands of mostly idle sockets per host. Client events are small.
+fn sized(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(64 * 1024)
+        .max_frame_size(64 * 1024)
 }
 
 enum Kind {

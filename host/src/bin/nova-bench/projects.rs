@@ -1,25 +1,20 @@
-//! `nova-bench`: seeds projects through the API and measures `GET /api/projects` next to a
-//! bare axum route served by the same process, so the ratio shows Nova's own cost.
-//!
-//! ```sh
-//! cargo run --release -p nova-host --bin nova-bench -- --projects 10000 --requests 2000
-//! ```
+//! `nova-bench projects`: seeds projects through the API and measures `GET /api/projects`
+//! next to a bare axum route served by the same process, so the ratio shows Nova's own cost.
 //! SQLite in a temp dir by default; set `DATABASE_URL=postgres://…` (an empty database) to
 //! measure PostgreSQL.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use clap::Parser;
+use anyhow::Context;
 use nova_host::config::Secret;
 use nova_host::{AppState, Config};
-use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use serde_json::json;
+use tokio::net::TcpListener;
 
-#[derive(Parser)]
-#[command(about = "Measure GET /api/projects against a bare axum route")]
-struct Args {
+use crate::http::{Conn, percentile, temp_dir};
+
+#[derive(clap::Args)]
+pub struct Args {
     /// Projects to seed.
     #[arg(long, default_value_t = 10_000)]
     projects: usize,
@@ -31,10 +26,8 @@ struct Args {
     concurrency: usize,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let dir = tempfile_dir()?;
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let dir = temp_dir()?;
     let database_url = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| format!("sqlite://{}", dir.join("bench.db").display()));
     let config = Config {
@@ -120,12 +113,6 @@ async fn main() -> anyhow::Result<()> {
     );
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("nova-bench-{}", uuid::Uuid::now_v7().simple()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// Creates 20 varied projects, then doubles them with bulk duplication until `total`.
@@ -220,101 +207,9 @@ async fn measure(
     }
     let wall = started.elapsed();
     all.sort();
-    let pct = |p: f64| {
-        let i = ((all.len() as f64 * p).ceil() as usize).clamp(1, all.len()) - 1;
-        all[i].as_secs_f64() * 1000.0
-    };
     Ok(Stats {
         throughput: all.len() as f64 / wall.as_secs_f64(),
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
     })
-}
-
-/// A minimal keep-alive HTTP/1.1 client: enough for JSON requests with `Content-Length`.
-struct Conn {
-    stream: TcpStream,
-    addr: std::net::SocketAddr,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            addr,
-            buf: Vec::with_capacity(64 * 1024),
-        })
-    }
-
-    async fn request(
-        &mut self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<Value>,
-    ) -> anyhow::Result<Value> {
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if !body.is_empty() {
-            head.push_str("Content-Type: application/json\r\n");
-        }
-        if let Some(t) = token {
-            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        head.push_str("\r\n");
-        self.stream.write_all(head.as_bytes()).await?;
-        self.stream.write_all(body.as_bytes()).await?;
-
-        self.buf.clear();
-        let header_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i + 4;
-            }
-            self.read_more().await?;
-        };
-        let head = std::str::from_utf8(&self.buf[..header_end])?.to_owned();
-        let status: u16 = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .context("no status line")?;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .context("response without Content-Length")?;
-        while self.buf.len() < header_end + length {
-            self.read_more().await?;
-        }
-        let body: Value = serde_json::from_slice(&self.buf[header_end..header_end + length])
-            .unwrap_or(Value::Null);
-        if status >= 400 {
-            bail!("{method} {path}: {status} {body}");
-        }
-        Ok(body)
-    }
-
-    async fn read_more(&mut self) -> anyhow::Result<()> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            bail!("connection closed");
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }

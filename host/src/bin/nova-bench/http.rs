@@ -1,0 +1,112 @@
+//! A minimal keep-alive HTTP/1.1 client and small helpers shared by the benchmarks.
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A minimal keep-alive HTTP/1.1 client: enough for JSON requests with `Content-Length`.
+pub struct Conn {
+    stream: TcpStream,
+    addr: std::net::SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    pub async fn open(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            addr,
+            buf: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
+        if let Some(t) = token {
+            head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        head.push_str("\r\n");
+        self.stream.write_all(head.as_bytes()).await?;
+        self.stream.write_all(body.as_bytes()).await?;
+
+        self.buf.clear();
+        let header_end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.read_more().await?;
+        };
+        let head = std::str::from_utf8(&self.buf[..header_end])?.to_owned();
+        let status: u16 = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("no status line")?;
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .context("response without Content-Length")?;
+        while self.buf.len() < header_end + length {
+            self.read_more().await?;
+        }
+        let body: Value = serde_json::from_slice(&self.buf[header_end..header_end + length])
+            .unwrap_or(Value::Null);
+        if status >= 400 {
+            bail!("{method} {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    async fn read_more(&mut self) -> anyhow::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            bail!("connection closed");
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The `p` quantile (0–1) of sorted durations, in milliseconds.
+pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("nova-bench-{}", uuid::Uuid::now_v7().simple()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

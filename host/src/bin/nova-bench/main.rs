@@ -1,0 +1,35 @@
+//! `nova-bench`: Nova's benchmarks, run against release builds.
+//!
+//! ```sh
+//! cargo run --release -p nova-host --bin nova-bench -- projects --projects 10000
+//! cargo run --release -p nova-host --bin nova-bench -- sockets --clients 5000
+//! ```
+
+mod http;
+mod projects;
+mod sockets;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "Nova's benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    bench: Bench,
+}
+
+#[derive(Subcommand)]
+enum Bench {
+    /// GET /api/projects over many projects, next to a bare axum route.
+    Projects(projects::Args),
+    /// Many WebSocket clients on one host: its memory and the time from a POST to delivery.
+    Sockets(sockets::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().bench {
+        Bench::Projects(args) => projects::run(args).await,
+        Bench::Sockets(args) => sockets::run(args).await,
+    }
+}
