@@ -29,11 +29,8 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_ticket))
-        .route("/ws/chat/{session_id}", axum::routing::get(socket::chat))
-        .route(
-            "/ws/notifications/{user_id}",
-            axum::routing::get(socket::notifications),
-        )
+        .routes(routes!(socket::chat))
+        .routes(routes!(socket::notifications))
 }
 
 const TICKET_SECONDS: i64 = 60;

@@ -37,6 +37,20 @@ pub struct SocketQuery {
 }
 
 /// `WS /ws/chat/{session_id}`: the session's messages, streamed tokens, typing and presence.
+///
+/// Server events (JSON text frames): `message` {session_id, seq, message}, `token`
+/// {session_id, reply_to, delta}, `typing` {session_id, user_id | agent_id}, `presence`
+/// {session_id, user_id, state: online|offline}, `session` {session_id, session}, `rating`
+/// {session_id, message_id, rating}. Client events: `message` {content}, `typing`,
+/// `read` {seq}. Message events arrive in sequence order, without gaps or repeats. Close
+/// codes: 1001 shutdown, 4000 idle (no pong for 60 s), 4008 too slow to read.
+#[utoipa::path(get, path = "/ws/chat/{session_id}", tag = "realtime",
+    params(("session_id" = Uuid, Path),
+        ("ticket" = Option<String>, Query, description = "From join or POST /api/realtime/tickets; or send a bearer token"),
+        ("last_seq" = Option<i64>, Query, description = "Replay the messages after this sequence number")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
 pub async fn chat(
     State(state): State<AppState>,
     AppPath(session_id): AppPath<Uuid>,
@@ -60,7 +74,13 @@ pub async fn chat(
     }))
 }
 
-/// `WS /ws/notifications/{user_id}`: that user's notifications only.
+/// `WS /ws/notifications/{user_id}`: that user's notifications only — `notification`
+/// events with `kind` agent_error, join, … and their details.
+#[utoipa::path(get, path = "/ws/notifications/{user_id}", tag = "realtime",
+    params(("user_id" = Uuid, Path),
+        ("ticket" = Option<String>, Query, description = "From POST /api/realtime/tickets; or send a bearer token")),
+    responses((status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem)))]
 pub async fn notifications(
     State(state): State<AppState>,
     AppPath(user_id): AppPath<Uuid>,
