@@ -64,12 +64,20 @@ async fn live_chat_and_replay(app: TestApp) {
     let vic = app.register("vic").await;
     let sam = app.register("sam").await;
     let (agent_id, id) = streamed_session(&app, &alice).await;
+    // Sharing is notified to the new sharee, live.
+    let mut vic_notes = connect(&ticket_url(&app, &vic.token, None).await)
+        .await
+        .unwrap();
     app.post(
         &format!("/api/projects/{agent_id}/share"),
         &alice.token,
         json!({"user_email": vic.email, "permission": "view"}),
     )
     .await;
+    let shared = next_event(&mut vic_notes).await;
+    assert_eq!(shared["kind"], "share");
+    assert_eq!(shared["project_id"], agent_id.as_str());
+    assert_eq!(shared["permission"], "view");
 
     let mut alice_notes = connect(&ticket_url(&app, &alice.token, None).await)
         .await

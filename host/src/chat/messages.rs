@@ -16,13 +16,14 @@ use uuid::Uuid;
 use super::responder::{self, ReplyStatus, Turn};
 use super::{
     MESSAGE_COLUMNS, Message, Session, load_session, mark_read, message_event, messages_after,
-    notify, provider_for,
+    provider_for,
 };
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Cursor, Page, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::projects::queries as projects;
+use crate::realtime::notify;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub use messages::post_from_socket;
 
 use crate::args;
-use crate::db::{Db, now};
+use crate::db::Db;
 use crate::error::{AppError, AppResult};
 use crate::projects::queries as projects;
 use crate::state::AppState;
@@ -193,13 +193,4 @@ pub async fn provider_for(state: &AppState, project_id: Uuid) -> AppResult<Provi
         },
         None => Provider::Fallback,
     })
-}
-
-/// Sends a notification to one user's notification socket.
-pub async fn notify(state: &AppState, user_id: Uuid, kind: &str, data: Value) {
-    let mut event = json!({"type": "notification", "kind": kind, "at": now()});
-    if let (Some(obj), Value::Object(extra)) = (event.as_object_mut(), data) {
-        obj.extend(extra);
-    }
-    state.bus.publish(&format!("user:{user_id}"), &event).await;
 }

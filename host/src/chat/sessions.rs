@@ -12,13 +12,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Message, SESSION_COLUMNS, Session, load_session, messages, notify};
+use super::{MESSAGE_COLUMNS, Message, SESSION_COLUMNS, Session, load_session, messages};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Arg, Cursor, Page, PageQuery, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::projects::queries as projects;
-use crate::realtime::{SocketTicket, issue_ticket};
+use crate::realtime::{SocketTicket, issue_ticket, notify};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

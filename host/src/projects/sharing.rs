@@ -129,6 +129,13 @@ async fn share_project(
         )
         .await?;
     tx.commit().await?;
+    crate::realtime::notify(
+        &state,
+        user_id,
+        "share",
+        serde_json::json!({"project_id": id, "project_name": project.name, "permission": req.permission, "by": auth.id}),
+    )
+    .await;
     Ok((StatusCode::CREATED, Json(share)))
 }
 

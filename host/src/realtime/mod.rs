@@ -35,6 +35,15 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 const TICKET_SECONDS: i64 = 60;
 
+/// Sends a `notification` event of `kind` to one user's notification socket(s).
+pub async fn notify(state: &AppState, user_id: Uuid, kind: &str, data: serde_json::Value) {
+    let mut event = serde_json::json!({"type": "notification", "kind": kind, "at": now()});
+    if let (Some(obj), serde_json::Value::Object(extra)) = (event.as_object_mut(), data) {
+        obj.extend(extra);
+    }
+    state.bus.publish(&format!("user:{user_id}"), &event).await;
+}
+
 /// How to open a socket.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SocketTicket {
