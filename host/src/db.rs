@@ -456,6 +456,17 @@ impl Db {
     }
 }
 
+/// A case-insensitive `LIKE … ESCAPE '\\'` pattern matching `text` anywhere, with `%`
+/// and `_` taken literally. Compare it with `LOWER(column)`.
+pub fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
 /// A fresh, time-ordered id.
 pub fn new_id() -> Uuid {
     Uuid::now_v7()

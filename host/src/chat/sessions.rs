@@ -290,12 +290,7 @@ async fn active_sessions(
         filter += &format!(" AND s.agent_id = ${}", binds.len());
     }
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let escaped = text
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        binds.push(format!("%{escaped}%").into());
+        binds.push(crate::db::contains_pattern(text).into());
         filter += &format!(" AND LOWER(s.title) LIKE ${} ESCAPE '\\'", binds.len());
     }
     if let Some(c) = page.cursor("activity")? {

@@ -510,12 +510,7 @@ async fn list_projects(
         );
     }
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        let escaped = text
-            .to_lowercase()
-            .replace('\\', "\\\\")
-            .replace('%', "\\%")
-            .replace('_', "\\_");
-        binds.push(format!("%{escaped}%").into());
+        binds.push(crate::db::contains_pattern(text).into());
         let n = binds.len();
         filter += &format!(
             " AND (LOWER(p.name) LIKE ${n} ESCAPE '\\' OR LOWER(p.description) LIKE ${n} ESCAPE '\\')"
