@@ -73,6 +73,9 @@ pub struct Config {
     pub espeak_path: Option<String>,
     /// `NOVA_MAX_AUDIO_BYTES`: the largest audio upload.
     pub max_audio_bytes: usize,
+    /// `NOVA_MODEL_PRICES`: US dollars per million prompt/completion tokens by model, as
+    /// `model=prompt/completion,…`; added to (and overriding) the built-in table.
+    pub model_prices: std::collections::BTreeMap<String, (f64, f64)>,
 }
 
 impl Default for Config {
@@ -100,6 +103,17 @@ impl Default for Config {
             tts_api_key: None,
             espeak_path: None,
             max_audio_bytes: 25 * 1024 * 1024,
+            model_prices: [
+                ("gpt-4o-mini", (0.15, 0.60)),
+                ("gpt-4o", (2.50, 10.00)),
+                ("gpt-4.1-mini", (0.40, 1.60)),
+                ("gpt-4.1", (2.00, 8.00)),
+                ("gpt-3.5-turbo", (0.50, 1.50)),
+                ("none", (0.0, 0.0)),
+            ]
+            .into_iter()
+            .map(|(m, p)| (m.to_owned(), p))
+            .collect(),
         }
     }
 }
@@ -130,6 +144,7 @@ struct FileConfig {
     tts_api_key: Option<String>,
     espeak: Option<String>,
     max_audio_bytes: Option<usize>,
+    model_prices: Option<String>,
 }
 
 impl Config {
@@ -275,6 +290,22 @@ impl Config {
             c.max_audio_bytes,
             1024..=64 * 1024 * 1024,
         )?;
+        if let Some(v) = pick("NOVA_MODEL_PRICES", file.model_prices) {
+            for entry in v.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let parsed = entry.split_once('=').and_then(|(model, prices)| {
+                    let (prompt, completion) = prices.split_once('/')?;
+                    let prompt: f64 = prompt.trim().parse().ok()?;
+                    let completion: f64 = completion.trim().parse().ok()?;
+                    Some((model.trim().to_owned(), (prompt, completion)))
+                });
+                let Some((model, price)) = parsed else {
+                    bail!(
+                        "NOVA_MODEL_PRICES: `{entry}` is not model=prompt/completion (dollars per million tokens)"
+                    );
+                };
+                c.model_prices.insert(model, price);
+            }
+        }
         c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
             Some(v) if v == "off" => None,
             Some(v) => Some(v),

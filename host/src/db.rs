@@ -32,6 +32,7 @@ pub enum Arg {
     Float(Option<f64>),
     Bool(Option<bool>),
     Time(Option<DateTime<Utc>>),
+    Date(Option<chrono::NaiveDate>),
     Json(Option<serde_json::Value>),
 }
 
@@ -57,6 +58,7 @@ arg_from! {
     f64 => Float,
     bool => Bool,
     DateTime<Utc> => Time,
+    chrono::NaiveDate => Date,
     serde_json::Value => Json,
     &serde_json::Value => Json via |v: &serde_json::Value| v.clone(),
 }
@@ -78,6 +80,7 @@ macro_rules! bind_args {
                 Arg::Float(v) => q.bind(v),
                 Arg::Bool(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v),
+                Arg::Date(v) => q.bind(v),
                 Arg::Json(v) => q.bind(v.map(Json)),
             };
         }

@@ -3,6 +3,7 @@
 //! The host is a library with a thin `main.rs`: [`serve`] runs the API on a bound listener
 //! until a shutdown signal, so that tests bind port 0 and run many hosts in one process.
 
+pub mod analytics;
 pub mod auth;
 pub mod chat;
 pub mod config;

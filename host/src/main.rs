@@ -29,6 +29,16 @@ enum Command {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Rebuild the analytics rollups from the raw sessions and messages.
+    RecomputeMetrics,
+    /// Fill a user's personal workspace with realistic agents and 90 days of conversations.
+    SeedDemo {
+        /// A registered user.
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
 }
 
 #[tokio::main]
@@ -63,6 +73,27 @@ async fn main() -> anyhow::Result<()> {
                 if created { "created" } else { "promoted" },
                 email.trim().to_lowercase()
             );
+            Ok(())
+        }
+        Command::RecomputeMetrics => {
+            let state = AppState::build(config).await?;
+            let started = std::time::Instant::now();
+            let read = nova_host::analytics::rollup::recompute(&state.db)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            state.cache.bump().await;
+            println!(
+                "recomputed the rollups from {read} messages in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::SeedDemo { email, days } => {
+            let state = AppState::build(config).await?;
+            let summary = nova_host::analytics::demo::seed(&state, &email, days)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("{summary}");
             Ok(())
         }
     }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::analytics::Cache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::metrics::Metrics;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub db: Db,
     pub rate_limiter: RateLimiter,
     pub bus: EventBus,
+    /// Cached analytics answers.
+    pub cache: Cache,
     pub secrets: SecretBox,
     /// The outbound HTTP client (model providers, voice).
     pub http: reqwest::Client,
@@ -29,12 +32,18 @@ impl AppState {
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         let db = Db::connect(&config.effective_database_url()?).await?;
         db.migrate().await?;
-        let (rate_limiter, bus) = match &config.redis_url {
+        let ttl = std::time::Duration::from_secs(crate::analytics::CACHE_SECONDS);
+        let (rate_limiter, bus, cache) = match &config.redis_url {
             Some(url) => (
                 RateLimiter::redis(&url.0).await?,
                 EventBus::redis(&url.0).await?,
+                Cache::redis(&url.0, ttl).await?,
             ),
-            None => (RateLimiter::in_process(), EventBus::in_process()),
+            None => (
+                RateLimiter::in_process(),
+                EventBus::in_process(),
+                Cache::in_process(ttl),
+            ),
         };
         let secrets = SecretBox::load(config.master_key.as_ref().map(|k| &k.0), &config.data_dir)?;
         let http = reqwest::Client::builder()
@@ -46,6 +55,7 @@ impl AppState {
             db,
             rate_limiter,
             bus,
+            cache,
             secrets,
             http,
             metrics: Arc::new(Metrics::default()),

@@ -18,6 +18,7 @@ use super::{
     MESSAGE_COLUMNS, Message, Session, load_session, mark_read, message_event, messages_after,
     provider_for,
 };
+use crate::analytics::rollup::{self, Day, Reading, Rollup};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Cursor, Page, new_id, now};
@@ -126,39 +127,120 @@ pub async fn post_from_socket(
     converse(state, &session, user_id, content).await
 }
 
-/// Stores a message with the session's next sequence number and publishes it.
-async fn append(
-    state: &AppState,
-    session_id: Uuid,
-    role: &str,
-    author: Option<Uuid>,
-    content: &str,
-    reply: Option<(&responder::Reply, i64, &str)>,
-) -> AppResult<Message> {
+/// What is being stored: a user's message, or the agent's reply and how it went.
+enum Entry<'a> {
+    User {
+        author: Uuid,
+        content: &'a str,
+    },
+    Agent {
+        reply: &'a responder::Reply,
+        status: &'static str,
+        latency_ms: i64,
+        model: &'a str,
+    },
+}
+
+/// Stores a message with the session's next sequence number, adds it to the rollups in the
+/// same transaction, and publishes it.
+async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppResult<Message> {
     let id = new_id();
     let at = now();
+    let day = Day::of(session.agent_id, session.workspace_id, at);
+    let variant = session.variant.clone().unwrap_or_default();
+    let mut rollup = Rollup::default();
+    let topics = match entry {
+        Entry::User { .. } => {
+            Some(rollup::workspace_topics(&state.db, session.workspace_id).await?)
+        }
+        Entry::Agent { .. } => None,
+    };
     let mut tx = state.db.begin().await?;
     // The row update serialises writers of one session, so numbers follow commit order.
     let (seq,): (i64,) = tx
         .fetch_one(
             "UPDATE chat_sessions SET last_seq = last_seq + 1, last_message_at = $2, updated_at = $2
              WHERE id = $1 RETURNING last_seq",
-            args![session_id, at],
+            args![session.id, at],
         )
         .await?;
-    let (prompt, completion, latency, status) = match reply {
-        Some((r, latency, status)) => (r.prompt_tokens, r.completion_tokens, Some(latency), status),
-        None => (0, 0, None, "ok"),
-    };
-    tx.execute(
-        "INSERT INTO chat_messages (id, session_id, seq, role, author_id, content, prompt_tokens,
-            completion_tokens, latency_ms, status, rating, rating_comment, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11)",
-        args![
-            id, session_id, seq, role, author, content, prompt, completion, latency, status, at
-        ],
-    )
-    .await?;
+    let insert = "INSERT INTO chat_messages (id, session_id, seq, role, author_id, content,
+            prompt_tokens, completion_tokens, latency_ms, status, rating, rating_comment,
+            sentiment, intent, model, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11, $12, $13, $14)";
+    match entry {
+        Entry::User { author, content } => {
+            let reading = Reading::of(content);
+            tx.execute(
+                insert,
+                args![
+                    id,
+                    session.id,
+                    seq,
+                    "user",
+                    Some(author),
+                    content,
+                    0i64,
+                    0i64,
+                    None::<i64>,
+                    "ok",
+                    Some(reading.sentiment),
+                    Some(reading.intent),
+                    None::<String>,
+                    at
+                ],
+            )
+            .await?;
+            if let Some(topics) = &topics {
+                rollup.user_message(
+                    day,
+                    &variant,
+                    content,
+                    reading.sentiment,
+                    reading.intent,
+                    topics,
+                );
+            }
+        }
+        Entry::Agent {
+            reply,
+            status,
+            latency_ms,
+            model,
+        } => {
+            tx.execute(
+                insert,
+                args![
+                    id,
+                    session.id,
+                    seq,
+                    "agent",
+                    None::<Uuid>,
+                    reply.content.as_str(),
+                    reply.prompt_tokens,
+                    reply.completion_tokens,
+                    Some(latency_ms),
+                    status,
+                    None::<f64>,
+                    None::<String>,
+                    Some(model),
+                    at
+                ],
+            )
+            .await?;
+            rollup.agent_reply(
+                day,
+                &variant,
+                status,
+                None,
+                latency_ms,
+                reply.prompt_tokens,
+                reply.completion_tokens,
+                model,
+            );
+        }
+    }
+    rollup.apply(&mut tx).await?;
     let message: Message = tx
         .fetch_one(
             &format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"),
@@ -166,9 +248,10 @@ async fn append(
         )
         .await?;
     tx.commit().await?;
+    crate::analytics::invalidate(state, session.workspace_id).await;
     state
         .bus
-        .publish(&format!("chat:{session_id}"), &message_event(&message))
+        .publish(&format!("chat:{}", session.id), &message_event(&message))
         .await;
     Ok(message)
 }
@@ -193,7 +276,15 @@ pub async fn converse(
         ));
     }
     let project = projects::load(&state.db, author, session.agent_id).await?;
-    let message = append(state, session.id, "user", Some(author), &content, None).await?;
+    let message = append(
+        state,
+        session,
+        Entry::User {
+            author,
+            content: &content,
+        },
+    )
+    .await?;
     let channel = format!("chat:{}", session.id);
     state
         .bus
@@ -226,9 +317,10 @@ pub async fn converse(
             content: m.content,
         })
         .collect();
-    let fallback = project
-        .settings
-        .0
+    let (system_prompt, settings) =
+        crate::projects::variants::effective(&state.db, &project, session.variant.as_deref())
+            .await?;
+    let fallback = settings
         .get("fallback_message")
         .and_then(|v| v.as_str())
         .filter(|s| !s.trim().is_empty())
@@ -253,7 +345,7 @@ pub async fn converse(
     let answer = responder::reply(
         &state.http,
         &provider,
-        &project.system_prompt,
+        &system_prompt,
         &fallback,
         &turns,
         token_tx,
@@ -270,11 +362,13 @@ pub async fn converse(
             };
             let stored = append(
                 state,
-                session.id,
-                "agent",
-                None,
-                &reply.content,
-                Some((&reply, latency_ms, status)),
+                session,
+                Entry::Agent {
+                    reply: &reply,
+                    status,
+                    latency_ms,
+                    model: provider.model(),
+                },
             )
             .await?;
             Ok(Exchange {
@@ -292,11 +386,13 @@ pub async fn converse(
             };
             let stored = append(
                 state,
-                session.id,
-                "agent",
-                None,
-                &failed.content,
-                Some((&failed, latency_ms, "error")),
+                session,
+                Entry::Agent {
+                    reply: &failed,
+                    status: "error",
+                    latency_ms,
+                    model: provider.model(),
+                },
             )
             .await?;
             notify(

@@ -89,11 +89,16 @@ pub struct Message {
     /// 1–5, given by a participant to an agent reply.
     pub rating: Option<i64>,
     pub rating_comment: Option<String>,
+    /// User messages: sentiment from −1 (negative) to 1 (positive), scored when written.
+    pub sentiment: Option<f64>,
+    /// User messages: question, complaint, request, greeting, purchase, cancellation,
+    /// feedback or statement.
+    pub intent: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
 pub const MESSAGE_COLUMNS: &str = "id, session_id, seq, role, author_id, content, prompt_tokens,
-    completion_tokens, latency_ms, status, rating, rating_comment, created_at";
+    completion_tokens, latency_ms, status, rating, rating_comment, sentiment, intent, created_at";
 
 /// A session the caller takes part in and whose agent they can still see; 404 otherwise.
 pub async fn load_session(db: &Db, session_id: Uuid, user_id: Uuid) -> AppResult<Session> {

@@ -23,6 +23,16 @@ pub enum Provider {
     },
 }
 
+impl Provider {
+    /// The model name recorded with each reply (`none` for the fallback).
+    pub fn model(&self) -> &str {
+        match self {
+            Provider::Fallback => "none",
+            Provider::OpenAiCompatible { model, .. } => model,
+        }
+    }
+}
+
 /// One turn of the conversation so far.
 #[derive(Debug, Clone)]
 pub struct Turn {

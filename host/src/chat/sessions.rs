@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{MESSAGE_COLUMNS, Message, SESSION_COLUMNS, Session, load_session, messages};
+use crate::analytics::rollup::{Day, Rollup};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Arg, Cursor, Page, PageQuery, new_id, now};
@@ -119,13 +120,14 @@ async fn create_session(
         (None, Some(t)) => t.title.clone(),
         (None, None) => "New conversation".to_owned(),
     };
+    let variant = crate::projects::variants::assign(&state.db, project.id).await?;
     let id = new_id();
     let at = now();
     let mut tx = state.db.begin().await?;
     tx.execute(
         "INSERT INTO chat_sessions (id, workspace_id, user_id, agent_id, title, status, priority,
             config_version, variant, template_id, last_seq, last_message_at, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, NULL, $8, 0, $9, $9, $9)",
+         VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $10, $8, 0, $9, $9, $9)",
         args![
             id,
             project.workspace_id,
@@ -135,7 +137,8 @@ async fn create_session(
             as_text(req.priority.unwrap_or(Priority::Normal)),
             project.version,
             req.template_id,
-            at
+            at,
+            variant.clone()
         ],
     )
     .await?;
@@ -144,7 +147,14 @@ async fn create_session(
         args![id, auth.id, at],
     )
     .await?;
+    let mut rollup = Rollup::default();
+    rollup.session_started(
+        Day::of(project.id, project.workspace_id, at),
+        variant.as_deref().unwrap_or_default(),
+    );
+    rollup.apply(&mut tx).await?;
     tx.commit().await?;
+    crate::analytics::invalidate(&state, project.workspace_id).await;
     let mut opened = Vec::new();
     if let Some(t) = template {
         let session = load_session(&state.db, id, auth.id).await?;

@@ -36,6 +36,7 @@ use crate::state::AppState;
         (name = "team", description = "Team workspaces, members and the audit log"),
         (name = "projects", description = "Agents: CRUD, sharing, bulk operations, templates, performance"),
         (name = "chat", description = "Chat sessions, messages, ratings, conversation templates and voice"),
+        (name = "analytics", description = "Dashboard, recommendations, conversation insights, A/B tests and usage; figures are defined on each endpoint"),
         (name = "realtime", description = "WebSocket tickets; sockets at /ws/chat/{session_id} and /ws/notifications/{user_id}"),
     )
 )]
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::projects::router())
         .merge(crate::chat::router())
         .merge(crate::realtime::router())
+        .merge(crate::analytics::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");

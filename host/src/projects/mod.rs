@@ -13,6 +13,7 @@ mod provider;
 pub mod queries;
 mod sharing;
 mod templates;
+pub mod variants;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(templates::router())
         .merge(performance::router())
         .merge(provider::router())
+        .merge(variants::router())
 }
 
 /// What a caller may do with a project, weakest first.

@@ -1,20 +1,19 @@
-//! `GET /api/projects/{id}/performance` and `GET /api/projects/comparison?ids=…` (seed §3).
-//!
-//! Conversations arrive with the chat section; until then every project has no
-//! conversations, so its figures are zero and satisfaction is null (no ratings yet).
+//! `GET /api/projects/{id}/performance` and `GET /api/projects/comparison?ids=…` (seed §3),
+//! read from the daily rollups.
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{Duration, NaiveDate};
+use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{ProjectRow, queries};
+use super::queries;
+use crate::analytics::metrics::{self, DayTotals, RangeQuery, Scope, TimeRange};
 use crate::auth::AuthUser;
-use crate::db::now;
+use crate::db::Db;
 use crate::error::{AppError, AppPath, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -24,39 +23,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(comparison))
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, ToSchema)]
-pub enum TimeRange {
-    #[serde(rename = "7d")]
-    Week,
-    #[default]
-    #[serde(rename = "30d")]
-    Month,
-    #[serde(rename = "90d")]
-    Quarter,
-}
-
-impl TimeRange {
-    pub fn days(self) -> i64 {
-        match self {
-            TimeRange::Week => 7,
-            TimeRange::Month => 30,
-            TimeRange::Quarter => 90,
-        }
-    }
-
-    /// The days of the range, oldest first, ending today (UTC).
-    pub fn dates(self) -> Vec<NaiveDate> {
-        let today = now().date_naive();
-        (0..self.days())
-            .rev()
-            .map(|back| today - Duration::days(back))
-            .collect()
-    }
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct QuestionCount {
+    /// An example of the question as asked.
     pub question: String,
+    /// Questions grouped by their content words (lower-cased, stemmed, stop words dropped).
     pub count: i64,
 }
 
@@ -70,6 +41,7 @@ pub struct PerformanceMetrics {
     pub total_conversations: i64,
     /// Mean rating (1–5); null without ratings.
     pub user_satisfaction: Option<f64>,
+    /// The ten most asked questions.
     pub most_asked_questions: Vec<QuestionCount>,
     /// Agent replies that failed, over all agent replies.
     pub error_rate: f64,
@@ -79,6 +51,7 @@ pub struct PerformanceMetrics {
 pub struct DailyPerformance {
     pub date: NaiveDate,
     pub conversations: i64,
+    pub messages: i64,
     pub success_rate: f64,
     pub avg_response_time: f64,
     pub user_satisfaction: Option<f64>,
@@ -94,38 +67,49 @@ pub struct Performance {
     pub historical_data: Vec<DailyPerformance>,
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct RangeQuery {
-    /// 7d, 30d (default) or 90d.
-    pub time_range: Option<TimeRange>,
-}
-
-fn measure(project: &ProjectRow, range: TimeRange) -> Performance {
-    Performance {
-        project_id: project.id,
+async fn measure(db: &Db, project_id: Uuid, range: TimeRange) -> AppResult<Performance> {
+    let ids = [project_id];
+    let scope = Scope::Agents(&ids);
+    let from = range.first_day();
+    let rows = metrics::days(db, &scope, from).await?;
+    let questions = metrics::labels(db, &scope, from, "question:", 10).await?;
+    let total = metrics::total(&rows);
+    let by_date = metrics::by_date(&rows);
+    let empty = DayTotals::default();
+    Ok(Performance {
+        project_id,
         time_range: range,
         metrics: PerformanceMetrics {
-            success_rate: 0.0,
-            avg_response_time: 0.0,
-            total_conversations: 0,
-            user_satisfaction: None,
-            most_asked_questions: Vec::new(),
-            error_rate: 0.0,
+            success_rate: total.success_rate(),
+            avg_response_time: total.avg_response_time(),
+            total_conversations: total.conversations,
+            user_satisfaction: total.satisfaction(),
+            most_asked_questions: questions
+                .into_iter()
+                .map(|q| QuestionCount {
+                    question: q.example,
+                    count: q.messages,
+                })
+                .collect(),
+            error_rate: total.error_rate(),
         },
         historical_data: range
             .dates()
             .into_iter()
-            .map(|date| DailyPerformance {
-                date,
-                conversations: 0,
-                success_rate: 0.0,
-                avg_response_time: 0.0,
-                user_satisfaction: None,
-                error_rate: 0.0,
+            .map(|date| {
+                let d = by_date.get(&date).unwrap_or(&empty);
+                DailyPerformance {
+                    date,
+                    conversations: d.conversations,
+                    messages: d.messages(),
+                    success_rate: d.success_rate(),
+                    avg_response_time: d.avg_response_time(),
+                    user_satisfaction: d.satisfaction(),
+                    error_rate: d.error_rate(),
+                }
             })
             .collect(),
-    }
+    })
 }
 
 /// An agent's performance over a time range (view permission).
@@ -138,8 +122,10 @@ async fn performance(
     AppPath(id): AppPath<Uuid>,
     AppQuery(q): AppQuery<RangeQuery>,
 ) -> AppResult<Json<Performance>> {
-    let project = queries::load(&state.db, auth.id, id).await?;
-    Ok(Json(measure(&project, q.time_range.unwrap_or_default())))
+    queries::load(&state.db, auth.id, id).await?;
+    Ok(Json(
+        measure(&state.db, id, q.time_range.unwrap_or_default()).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -190,7 +176,7 @@ async fn comparison(
     let mut projects = Vec::with_capacity(ids.len());
     for id in ids {
         let project = queries::load(&state.db, auth.id, id).await?;
-        let measured = measure(&project, range);
+        let measured = measure(&state.db, id, range).await?;
         projects.push(ComparedProject {
             id: project.id,
             name: project.name,

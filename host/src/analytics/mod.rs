@@ -1,0 +1,38 @@
+//! Analytics: rollups written with the data (see [`rollup`]), and the reads over them —
+//! `/api/dashboard/*`, `/api/analytics/*`, `/api/usage/metrics`, per-project performance
+//! and comparison. Every read costs O(days × agents).
+//!
+//! Responses are cached for [`CACHE_SECONDS`] (in-process, or in Redis with `REDIS_URL`)
+//! under a generation number that every analytics write bumps: a cached answer is never
+//! older than the last write.
+
+mod cache;
+mod dashboard;
+pub mod demo;
+mod insights;
+pub mod metrics;
+pub mod rollup;
+pub mod stats;
+pub mod text;
+mod usage;
+
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+pub use cache::Cache;
+
+use crate::state::AppState;
+
+pub const CACHE_SECONDS: u64 = 60;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(dashboard::router())
+        .merge(insights::router())
+        .merge(usage::router())
+}
+
+/// Called after analytics data of `workspace_id` changed: cached answers are outdated.
+pub async fn invalidate(state: &AppState, _workspace_id: Uuid) {
+    state.cache.bump().await;
+}

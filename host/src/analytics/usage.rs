@@ -1,0 +1,161 @@
+//! `GET /api/usage/metrics` (seed §9): tokens, estimated cost, requests, response times and
+//! errors, per day and per project.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use chrono::NaiveDate;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::metrics::{self, DayTotals, RangeQuery, Scope, TimeRange, ratio};
+use crate::auth::AuthUser;
+use crate::error::{AppQuery, AppResult};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(usage))
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct UsageFigures {
+    /// Agent replies (model calls, and fallback answers under model `none`).
+    pub requests: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    /// In US dollars, from the price table (`NOVA_MODEL_PRICES`).
+    pub estimated_cost: f64,
+    pub error_rate: f64,
+    /// Reply latency quantiles in seconds (from the latency histogram); null without replies.
+    pub response_time_p50: Option<f64>,
+    pub response_time_p95: Option<f64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyUsage {
+    pub date: NaiveDate,
+    #[serde(flatten)]
+    pub figures: UsageFigures,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectUsage {
+    pub project_id: Uuid,
+    pub name: String,
+    #[serde(flatten)]
+    pub figures: UsageFigures,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    pub time_range: TimeRange,
+    pub totals: UsageFigures,
+    /// One entry per day, oldest first, zero-filled.
+    pub daily: Vec<DailyUsage>,
+    /// Most expensive first.
+    pub by_project: Vec<ProjectUsage>,
+    /// US dollars per million prompt / completion tokens, by model.
+    pub prices: BTreeMap<String, (f64, f64)>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ModelDay {
+    agent_id: Uuid,
+    date: NaiveDate,
+    model: String,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+}
+
+fn figures(t: &DayTotals, cost: f64) -> UsageFigures {
+    UsageFigures {
+        requests: t.agent_replies,
+        prompt_tokens: t.prompt_tokens,
+        completion_tokens: t.completion_tokens,
+        estimated_cost: (cost * 1e6).round() / 1e6,
+        error_rate: ratio(t.error_replies, t.agent_replies),
+        response_time_p50: t.latency_quantile(0.50),
+        response_time_p95: t.latency_quantile(0.95),
+    }
+}
+
+/// Usage and cost of the caller's agents.
+#[utoipa::path(get, path = "/api/usage/metrics", tag = "analytics", security(("bearer" = [])),
+    params(RangeQuery),
+    responses((status = 200, body = UsageReport)))]
+async fn usage(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppQuery(q): AppQuery<RangeQuery>,
+) -> AppResult<Json<serde_json::Value>> {
+    let range = q.time_range.unwrap_or_default();
+    let key = format!("usage:{}:{}", auth.id, range.as_str());
+    let value = state
+        .cache
+        .get_or(&key, async {
+            let scope = Scope::Visible(auth.id);
+            let from = range.first_day();
+            let rows = metrics::days(&state.db, &scope, from).await?;
+            let mut binds = Vec::new();
+            let condition = scope.condition("agent_id", &mut binds);
+            binds.push(from.into());
+            let models: Vec<ModelDay> = state
+                .db
+                .fetch_all(
+                    &format!(
+                        "SELECT agent_id, date, model, prompt_tokens, completion_tokens FROM usage_daily
+                         WHERE {condition} AND date >= ${}",
+                        binds.len()
+                    ),
+                    binds,
+                )
+                .await?;
+            let prices = &state.config.model_prices;
+            let cost_of = |m: &ModelDay| {
+                prices.get(&m.model).map_or(0.0, |(p, c)| {
+                    (m.prompt_tokens as f64 * p + m.completion_tokens as f64 * c) / 1e6
+                })
+            };
+            let mut cost_by_day: BTreeMap<NaiveDate, f64> = BTreeMap::new();
+            let mut cost_by_agent: BTreeMap<Uuid, f64> = BTreeMap::new();
+            for m in &models {
+                *cost_by_day.entry(m.date).or_default() += cost_of(m);
+                *cost_by_agent.entry(m.agent_id).or_default() += cost_of(m);
+            }
+            let by_date = metrics::by_date(&rows);
+            let empty = DayTotals::default();
+            let mut by_project = Vec::new();
+            for (agent, t) in metrics::by_agent(&rows) {
+                let (name,): (String,) = state
+                    .db
+                    .fetch_one("SELECT name FROM projects WHERE id = $1", crate::args![agent])
+                    .await?;
+                by_project.push(ProjectUsage {
+                    project_id: agent,
+                    name,
+                    figures: figures(&t, cost_by_agent.get(&agent).copied().unwrap_or(0.0)),
+                });
+            }
+            by_project.sort_by(|a, b| b.figures.estimated_cost.total_cmp(&a.figures.estimated_cost));
+            AppResult::Ok(UsageReport {
+                time_range: range,
+                totals: figures(&metrics::total(&rows), cost_by_day.values().sum()),
+                daily: range
+                    .dates()
+                    .into_iter()
+                    .map(|d| DailyUsage {
+                        date: d,
+                        figures: figures(by_date.get(&d).unwrap_or(&empty), cost_by_day.get(&d).copied().unwrap_or(0.0)),
+                    })
+                    .collect(),
+                by_project,
+                prices: prices.clone(),
+            })
+        })
+        .await?;
+    Ok(Json(value))
+}
