@@ -449,37 +449,48 @@ async fn rate_message(
             "must be at most 2000 characters",
         ));
     }
-    let target: Option<(String,)> = state
-        .db
+    let mut tx = state.db.begin().await?;
+    let target: Option<Message> = tx
         .fetch_optional(
-            "SELECT role FROM chat_messages WHERE id = $1 AND session_id = $2",
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1 AND session_id = $2"
+            ),
             args![message_id, session.id],
         )
         .await?;
-    match target {
+    let target = match target {
         None => return Err(AppError::NotFound("message")),
-        Some((role,)) if role != "agent" => {
+        Some(m) if m.role != "agent" => {
             return Err(AppError::invalid(
                 "message_id",
                 "only agent replies are rated",
             ));
         }
-        Some(_) => {}
-    }
-    state
-        .db
-        .execute(
-            "UPDATE chat_messages SET rating = $2, rating_comment = $3 WHERE id = $1",
-            args![message_id, req.rating, comment],
-        )
-        .await?;
-    let message: Message = state
-        .db
+        Some(m) => m,
+    };
+    tx.execute(
+        "UPDATE chat_messages SET rating = $2, rating_comment = $3 WHERE id = $1",
+        args![message_id, req.rating, comment],
+    )
+    .await?;
+    // The reply counts toward the day it was given, with its rating.
+    let mut rollup = Rollup::default();
+    rollup.rating_changed(
+        Day::of(session.agent_id, session.workspace_id, target.created_at),
+        session.variant.as_deref().unwrap_or_default(),
+        &target.status,
+        target.rating,
+        req.rating,
+    );
+    rollup.apply(&mut tx).await?;
+    let message: Message = tx
         .fetch_one(
             &format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"),
             args![message_id],
         )
         .await?;
+    tx.commit().await?;
+    crate::analytics::invalidate(&state, session.workspace_id).await;
     state
         .bus
         .publish(
