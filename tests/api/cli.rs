@@ -130,3 +130,59 @@ fn invalid_configuration_stops_start_up_naming_the_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NOVA_BIND"));
 }
+
+/// `nova seed-demo` fills a workspace so that the dashboard lives at once.
+async fn seed_demo_fills_the_dashboard(app: crate::helpers::TestApp) {
+    let alice = app.register("alice").await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_nova"))
+        .args(["seed-demo", "--email", "alice@example.com", "--days", "14"])
+        .env_clear()
+        .env("DATABASE_URL", &app.database_url)
+        .env("NOVA_DATA_DIR", dir.path())
+        .output()
+        .expect("run nova");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fresh = app.replica(|_| {}).await;
+    let dash = fresh
+        .get("/api/dashboard/analytics?time_range=30d", &alice.token)
+        .await;
+    assert_eq!(dash.body["metrics"]["total_agents"], 5);
+    let days_with_messages = dash.body["trends"]["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["count"].as_i64().unwrap() > 0)
+        .count();
+    assert!(
+        days_with_messages >= 10,
+        "{days_with_messages} days with messages"
+    );
+    assert!(
+        dash.body["metrics"]["user_satisfaction"]
+            .as_f64()
+            .is_some_and(|s| (1.0..=5.0).contains(&s))
+    );
+    assert!(
+        dash.body["metrics"]["top_performing_agent"]["success_rate"]
+            .as_f64()
+            .unwrap()
+            > 0.5
+    );
+    let conv = fresh
+        .get("/api/analytics/conversations?time_range=30d", &alice.token)
+        .await;
+    assert!(!conv.body["topics"].as_array().unwrap().is_empty());
+    assert!(
+        !conv.body["intent_recognition"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    fresh.finish().await;
+}
+crate::on_both!(seed_demo_fills_the_dashboard);

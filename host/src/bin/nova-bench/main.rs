@@ -3,8 +3,10 @@
 //! ```sh
 //! cargo run --release -p nova-host --bin nova-bench -- projects --projects 10000
 //! cargo run --release -p nova-host --bin nova-bench -- sockets --clients 5000
+//! cargo run --release -p nova-host --bin nova-bench -- dashboard --messages 10000,1000000
 //! ```
 
+mod dashboard;
 mod http;
 mod projects;
 mod sockets;
@@ -24,12 +26,22 @@ enum Bench {
     Projects(projects::Args),
     /// Many WebSocket clients on one host: its memory and the time from a POST to delivery.
     Sockets(sockets::Args),
+    /// GET /api/dashboard/analytics at growing message counts.
+    Dashboard(dashboard::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `RUST_LOG=sqlx::query=debug` shows each statement and its time.
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     match Cli::parse().bench {
         Bench::Projects(args) => projects::run(args).await,
         Bench::Sockets(args) => sockets::run(args).await,
+        Bench::Dashboard(args) => dashboard::run(args).await,
     }
 }
