@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod knowledge;
 pub mod projects;
 pub mod ratelimit;
 pub mod realtime;

@@ -7,6 +7,7 @@ mod auth;
 mod bulk;
 mod chat;
 mod cli;
+mod knowledge;
 mod permissions;
 mod platform;
 mod projects;

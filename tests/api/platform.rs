@@ -54,6 +54,18 @@ async fn health_docs_and_metrics(app: TestApp) {
         "/api/realtime/tickets",
         "/ws/chat/{session_id}",
         "/ws/notifications/{user_id}",
+        "/api/dashboard/analytics",
+        "/api/dashboard/recommendations",
+        "/api/analytics/conversations",
+        "/api/analytics/performance/comparison",
+        "/api/analytics/topics",
+        "/api/usage/metrics",
+        "/api/projects/{id}/variants",
+        "/api/knowledge/documents",
+        "/api/knowledge/documents/{id}",
+        "/api/knowledge/documents/{id}/versions",
+        "/api/knowledge/documents/{id}/versions/{n}/diff",
+        "/api/knowledge/search",
     ] {
         assert!(
             spec.body["paths"].get(path).is_some(),

@@ -37,6 +37,7 @@ use crate::state::AppState;
         (name = "projects", description = "Agents: CRUD, sharing, bulk operations, templates, performance"),
         (name = "chat", description = "Chat sessions, messages, ratings, conversation templates and voice"),
         (name = "analytics", description = "Dashboard, recommendations, conversation insights, A/B tests and usage; figures are defined on each endpoint"),
+        (name = "knowledge", description = "Documents, versions and full-text search"),
         (name = "realtime", description = "WebSocket tickets; sockets at /ws/chat/{session_id} and /ws/notifications/{user_id}"),
     )
 )]
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::chat::router())
         .merge(crate::realtime::router())
         .merge(crate::analytics::router())
+        .merge(crate::knowledge::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");

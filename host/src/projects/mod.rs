@@ -7,7 +7,7 @@
 //! see answers 404, never its data.
 
 mod bulk;
-mod crud;
+pub mod crud;
 mod performance;
 mod provider;
 pub mod queries;

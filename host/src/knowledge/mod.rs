@@ -1,0 +1,114 @@
+//! `/api/knowledge/*`: the knowledge hub — documents of a workspace, optionally attached to
+//! agents, their versions, and full-text search over the chunks of each current version.
+//! Workspace members read and add documents; owners, admins and a document's author change
+//! and delete it.
+
+mod documents;
+mod index;
+mod search;
+mod versions;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::types::Json as SqlJson;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+use crate::args;
+use crate::db::Exec;
+use crate::error::{AppError, AppResult};
+use crate::state::AppState;
+use crate::team::Role;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(documents::router())
+        .merge(versions::router())
+        .merge(search::router())
+}
+
+/// The formats whose text Nova reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FileType {
+    Txt,
+    Md,
+    Html,
+    Csv,
+    Json,
+}
+
+impl FileType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileType::Txt => "txt",
+            FileType::Md => "md",
+            FileType::Html => "html",
+            FileType::Csv => "csv",
+            FileType::Json => "json",
+        }
+    }
+}
+
+/// A document as stored, with the caller's role in its workspace.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Document {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub title: String,
+    #[schema(value_type = FileType)]
+    pub file_type: String,
+    pub category: String,
+    #[schema(value_type = Vec<String>)]
+    pub tags: SqlJson<Vec<String>>,
+    /// The version the search index and agents use.
+    pub current_version: i64,
+    /// SHA-256 of the current version's content.
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The caller's role in the document's workspace.
+    #[schema(value_type = Role)]
+    pub role: String,
+}
+
+pub const DOCUMENT_COLUMNS: &str = "d.id, d.workspace_id, d.title, d.file_type, d.category,
+    d.tags, d.current_version, d.sha256, d.size_bytes, d.created_by, d.created_at, d.updated_at,
+    m.role";
+
+/// A document the caller may read (a member of its workspace); 404 otherwise.
+pub async fn load<'a>(ex: impl Into<Exec<'a>>, caller: Uuid, id: Uuid) -> AppResult<Document> {
+    ex.into()
+        .fetch_optional(
+            &format!(
+                "SELECT {DOCUMENT_COLUMNS} FROM documents d
+                 JOIN workspace_members m ON m.workspace_id = d.workspace_id AND m.user_id = $2
+                 WHERE d.id = $1"
+            ),
+            args![id, caller],
+        )
+        .await?
+        .ok_or(AppError::NotFound("document"))
+}
+
+impl Document {
+    /// Owners, admins and the author may change or delete it.
+    pub fn require_editor(&self, caller: Uuid) -> AppResult<()> {
+        let admin = Role::parse(&self.role).is_some_and(|r| r >= Role::Admin);
+        if admin || self.created_by == Some(caller) {
+            Ok(())
+        } else {
+            Err(AppError::forbidden(
+                "only the author or a workspace admin may change this document",
+            ))
+        }
+    }
+}
+
+/// The hex SHA-256 of text.
+pub fn sha256(text: &str) -> String {
+    crate::auth::hash_token(text)
+}

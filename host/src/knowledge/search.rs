@@ -1,0 +1,228 @@
+//! `GET /api/knowledge/search`: full-text search over the current versions of the caller's
+//! documents — SQLite FTS5 with bm25, PostgreSQL tsvector with ts_rank — with filters,
+//! highlighted snippets and pagination. Chunks are the unit of retrieval.
+
+use axum::Json;
+use axum::extract::State;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::FileType;
+use crate::args;
+use crate::auth::AuthUser;
+use crate::db::{Arg, Db, PageQuery};
+use crate::error::{AppError, AppQuery, AppResult};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(search))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Words to find (all of them); `"a phrase"` for an exact phrase.
+    pub q: String,
+    /// Documents attached to this agent.
+    pub project_id: Option<Uuid>,
+    pub tag: Option<String>,
+    pub category: Option<String>,
+    #[param(value_type = Option<FileType>)]
+    pub file_type: Option<FileType>,
+    /// Documents changed on or after this day (YYYY-MM-DD).
+    pub updated_since: Option<chrono::NaiveDate>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Hit {
+    pub document_id: Uuid,
+    pub title: String,
+    pub chunk_id: Uuid,
+    /// The chunk's place in the document, from 0.
+    pub position: i64,
+    /// The document version the chunk belongs to (the current one).
+    pub version: i64,
+    /// Relevance: higher is better (bm25 negated on SQLite, ts_rank on PostgreSQL).
+    pub score: f64,
+    /// The matching passage with `<mark>` around the matched words.
+    pub snippet: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResults {
+    pub query: String,
+    pub results: Vec<Hit>,
+    pub next_cursor: Option<String>,
+}
+
+/// The words of a query as an FTS5 expression: each word quoted (so no operator syntax
+/// leaks through), phrases kept, all required.
+fn fts5_query(q: &str) -> String {
+    let mut parts = Vec::new();
+    for (i, piece) in q.split('"').enumerate() {
+        let words: Vec<String> = piece
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(|w| w.to_lowercase())
+            .collect();
+        if words.is_empty() {
+            continue;
+        }
+        if i % 2 == 1 {
+            parts.push(format!("\"{}\"", words.join(" ")));
+        } else {
+            parts.extend(words.into_iter().map(|w| format!("\"{w}\"")));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Ranked chunks of `workspaces`' documents (or of one agent's) matching `q`.
+pub async fn find(
+    db: &Db,
+    caller: Uuid,
+    q: &SearchQuery,
+    limit: i64,
+    offset: i64,
+) -> AppResult<Vec<Hit>> {
+    let mut binds: Vec<Arg> = args![caller];
+    let mut filter = String::new();
+    let mut add = |clause: &str, value: Arg, binds: &mut Vec<Arg>| {
+        binds.push(value);
+        filter += &clause.replace("{}", &format!("${}", binds.len()));
+    };
+    if let Some(p) = q.project_id {
+        add(
+            " AND EXISTS (SELECT 1 FROM document_projects dp WHERE dp.document_id = d.id AND dp.project_id = {})",
+            p.into(),
+            &mut binds,
+        );
+    }
+    if let Some(tag) = q.tag.as_deref().filter(|t| !t.is_empty()) {
+        add(
+            " AND CAST(d.tags AS TEXT) LIKE {}",
+            format!(
+                "%\"{}\"%",
+                tag.trim().to_lowercase().replace(['%', '_', '"'], "")
+            )
+            .into(),
+            &mut binds,
+        );
+    }
+    if let Some(c) = q.category.as_deref().filter(|c| !c.is_empty()) {
+        add(
+            " AND d.category = {}",
+            c.trim().to_lowercase().into(),
+            &mut binds,
+        );
+    }
+    if let Some(t) = q.file_type {
+        add(" AND d.file_type = {}", t.as_str().into(), &mut binds);
+    }
+    if let Some(day) = q.updated_since {
+        let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
+        add(" AND d.updated_at >= {}", start.into(), &mut binds);
+    }
+    let visible =
+        "d.workspace_id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $1)";
+    let sql = if db.is_postgres() {
+        binds.push(q.q.clone().into());
+        let n = binds.len();
+        format!(
+            "SELECT d.id AS document_id, d.title, c.id AS chunk_id, c.position, c.version,
+                CAST(ts_rank(c.tsv, query) AS DOUBLE PRECISION) AS score,
+                ts_headline('english', c.content, query, 'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=12') AS snippet
+             FROM document_chunks c
+             JOIN documents d ON d.id = c.document_id
+             CROSS JOIN websearch_to_tsquery('english', ${n}) AS query
+             WHERE c.tsv @@ query AND {visible}{filter}
+             ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}"
+        )
+    } else {
+        binds.push(fts5_query(&q.q).into());
+        let n = binds.len();
+        format!(
+            "SELECT d.id AS document_id, d.title, c.id AS chunk_id, c.position, c.version,
+                -bm25(document_chunks_fts) AS score,
+                snippet(document_chunks_fts, 0, '<mark>', '</mark>', '…', 24) AS snippet
+             FROM document_chunks_fts
+             JOIN document_chunks c ON c.seq = document_chunks_fts.rowid
+             JOIN documents d ON d.id = c.document_id
+             WHERE document_chunks_fts MATCH ${n} AND {visible}{filter}
+             ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}"
+        )
+    };
+    Ok(db.fetch_all(&sql, binds).await?)
+}
+
+/// Searches the caller's documents.
+#[utoipa::path(get, path = "/api/knowledge/search", tag = "knowledge", security(("bearer" = [])),
+    params(SearchQuery),
+    responses((status = 200, body = SearchResults), (status = 400, body = crate::error::Problem)))]
+async fn search(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppQuery(q): AppQuery<SearchQuery>,
+) -> AppResult<Json<SearchResults>> {
+    if fts5_query(&q.q).is_empty() || q.q.chars().count() > 500 {
+        return Err(AppError::BadRequest(
+            "`q` must hold 1 to 500 characters with at least one word".into(),
+        ));
+    }
+    let limit = PageQuery {
+        limit: q.limit,
+        cursor: None,
+    }
+    .limit()?;
+    // Ranked results page by position in the ranking.
+    let offset = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
+        Some(c) => URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| {
+                s.strip_prefix("offset:")
+                    .and_then(|n| n.parse::<i64>().ok())
+            })
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                AppError::BadRequest("`cursor` is not a cursor this API issued".into())
+            })?,
+        None => 0,
+    };
+    let mut results = find(&state.db, auth.id, &q, limit + 1, offset).await?;
+    let next_cursor = (results.len() as i64 > limit)
+        .then(|| URL_SAFE_NO_PAD.encode(format!("offset:{}", offset + limit)));
+    results.truncate(limit as usize);
+    Ok(Json(SearchResults {
+        query: q.q,
+        results,
+        next_cursor,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fts5_query;
+
+    #[test]
+    fn queries_cannot_inject_fts_syntax() {
+        assert_eq!(fts5_query("refund policy"), "\"refund\" \"policy\"");
+        assert_eq!(
+            fts5_query("\"return window\" days"),
+            "\"return window\" \"days\""
+        );
+        assert_eq!(
+            fts5_query("a OR b NOT c*"),
+            "\"a\" \"or\" \"b\" \"not\" \"c\""
+        );
+        assert_eq!(fts5_query("-- ;"), "");
+    }
+}

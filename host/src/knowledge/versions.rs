@@ -1,0 +1,215 @@
+//! `POST/GET /api/knowledge/documents/{id}/versions`, `GET …/versions/{n}/diff` (seed §4).
+//! A new version becomes current and the search index follows it.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::documents::validate_content;
+use super::{FileType, index, load, sha256};
+use crate::args;
+use crate::auth::AuthUser;
+use crate::db::{Cursor, Page, PageQuery, now};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(add_version, list_versions))
+        .routes(routes!(diff))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewVersion {
+    /// The new content, in the document's format.
+    pub content: String,
+    /// What changed.
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Version {
+    pub version: i64,
+    pub sha256: String,
+    pub size_bytes: i64,
+    pub note: String,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+const VERSION_COLUMNS: &str = "version, sha256, size_bytes, note, created_by, created_at";
+
+fn file_type(name: &str) -> FileType {
+    serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(FileType::Txt)
+}
+
+/// Uploads a new version (author or workspace admin); identical content is refused (409).
+#[utoipa::path(post, path = "/api/knowledge/documents/{id}/versions", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = NewVersion,
+    responses((status = 201, body = Version), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+async fn add_version(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(req): AppJson<NewVersion>,
+) -> AppResult<(StatusCode, Json<Version>)> {
+    validate_content(&req.content)?;
+    if req.note.chars().count() > 500 {
+        return Err(AppError::invalid("note", "must be at most 500 characters"));
+    }
+    let digest = sha256(&req.content);
+    let mut tx = state.db.begin().await?;
+    let doc = load(&mut tx, auth.id, id).await?;
+    doc.require_editor(auth.id)?;
+    if digest == doc.sha256 {
+        return Err(AppError::Conflict(
+            "the content is the same as the current version".into(),
+        ));
+    }
+    let version = doc.current_version + 1;
+    let at = now();
+    tx.execute(
+        "INSERT INTO document_versions (document_id, version, content, sha256, size_bytes, note, created_by, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        args![id, version, req.content.as_str(), &digest, req.content.len() as i64, req.note.trim(), auth.id, at],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE documents SET current_version = $2, sha256 = $3, size_bytes = $4, updated_at = $5 WHERE id = $1",
+        args![id, version, &digest, req.content.len() as i64, at],
+    )
+    .await?;
+    index::reindex(
+        &mut tx,
+        id,
+        doc.workspace_id,
+        version,
+        file_type(&doc.file_type),
+        &req.content,
+    )
+    .await?;
+    let created: Version = tx
+        .fetch_one(
+            &format!("SELECT {VERSION_COLUMNS} FROM document_versions WHERE document_id = $1 AND version = $2"),
+            args![id, version],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// The document's versions, newest first.
+#[utoipa::path(get, path = "/api/knowledge/documents/{id}/versions", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Page<Version>), (status = 404, body = crate::error::Problem)))]
+async fn list_versions(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+    AppQuery(page): AppQuery<PageQuery>,
+) -> AppResult<Json<Page<Version>>> {
+    load(&state.db, auth.id, id).await?;
+    let limit = page.limit()?;
+    let before = match page.cursor("version")? {
+        Some(c) => c.value.and_then(|v| v.parse::<i64>().ok()).ok_or_else(|| {
+            AppError::BadRequest("`cursor` is not a cursor this API issued".into())
+        })?,
+        None => i64::MAX,
+    };
+    let rows: Vec<Version> = state
+        .db
+        .fetch_all(
+            &format!(
+                "SELECT {VERSION_COLUMNS} FROM document_versions WHERE document_id = $1 AND version < $2
+                 ORDER BY version DESC LIMIT {}",
+                limit + 1
+            ),
+            args![id, before],
+        )
+        .await?;
+    Ok(Json(Page::from_rows(rows, limit, |v| Cursor {
+        sort: "version".into(),
+        value: Some(v.version.to_string()),
+        id,
+    })))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiffLine {
+    /// `+` added, `-` removed, ` ` unchanged.
+    pub op: String,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDiff {
+    pub document_id: Uuid,
+    pub from_version: i64,
+    pub to_version: i64,
+    pub added: usize,
+    pub removed: usize,
+    pub lines: Vec<DiffLine>,
+}
+
+/// The line diff of version `n` against version `n − 1`.
+#[utoipa::path(get, path = "/api/knowledge/documents/{id}/versions/{n}/diff", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("n" = i64, Path)),
+    responses((status = 200, body = VersionDiff), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn diff(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath((id, n)): AppPath<(Uuid, i64)>,
+) -> AppResult<Json<VersionDiff>> {
+    load(&state.db, auth.id, id).await?;
+    if n < 2 {
+        return Err(AppError::invalid("n", "version 1 has no previous version"));
+    }
+    let rows: Vec<(i64, String)> = state
+        .db
+        .fetch_all(
+            "SELECT version, content FROM document_versions WHERE document_id = $1 AND version IN ($2, $3)
+             ORDER BY version",
+            args![id, n - 1, n],
+        )
+        .await?;
+    let [(_, old), (_, new)] =
+        <[(i64, String); 2]>::try_from(rows).map_err(|_| AppError::NotFound("version"))?;
+    let text_diff = similar::TextDiff::from_lines(&old, &new);
+    let mut lines = Vec::new();
+    let (mut added, mut removed) = (0, 0);
+    for change in text_diff.iter_all_changes() {
+        let op = match change.tag() {
+            similar::ChangeTag::Insert => {
+                added += 1;
+                "+"
+            }
+            similar::ChangeTag::Delete => {
+                removed += 1;
+                "-"
+            }
+            similar::ChangeTag::Equal => " ",
+        };
+        lines.push(DiffLine {
+            op: op.to_owned(),
+            text: change.value().trim_end_matches('\n').to_owned(),
+        });
+    }
+    Ok(Json(VersionDiff {
+        document_id: id,
+        from_version: n - 1,
+        to_version: n,
+        added,
+        removed,
+        lines,
+    }))
+}

@@ -1,0 +1,425 @@
+use serde_json::json;
+
+use crate::helpers::{TestApp, assert_problem, column};
+use crate::on_both;
+
+const REFUNDS: &str = "Refund policy\n\nCustomers may return any item within 30 days of delivery for a full refund. \
+The item must be unused and in its original packaging.\n\nRefunds are issued to the original payment method \
+within 5 business days after we receive the return.";
+
+async fn documents_versions_and_search(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let agent = app.project(&alice, json!({"name": "Support"})).await;
+    let agent_id = agent["id"].as_str().unwrap().to_owned();
+
+    let created = app
+        .post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({
+                "title": "Refund policy", "content": REFUNDS, "file_type": "md",
+                "category": "Policies", "tags": ["Billing"], "project_ids": [agent_id]
+            }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["current_version"], 1);
+    assert_eq!(created.body["category"], "policies");
+    assert_eq!(created.body["tags"], json!(["billing"]));
+    assert_eq!(created.body["project_ids"], json!([agent_id]));
+    assert!(created.body["chunks"].as_i64().unwrap() >= 1);
+    assert_eq!(created.body["content"], REFUNDS);
+
+    let html = "<html><head><script>var secret = 'refund';</script></head><body><h1>Shipping</h1>\
+        <p>Orders ship within 2 days. Express delivery arrives the next day.</p></body></html>";
+    let shipping = app
+        .post("/api/knowledge/documents", &alice.token, json!({"title": "Shipping guide", "content": html, "file_type": "html", "category": "guides"}))
+        .await;
+    assert_eq!(shipping.status, 201);
+    let faq = app
+        .post("/api/knowledge/documents", &alice.token, json!({"title": "FAQ", "content": r#"{"faq": [{"q": "Can I get a refund after 30 days?", "a": "Only store credit."}]}"#, "file_type": "json"}))
+        .await;
+    assert_eq!(faq.status, 201);
+
+    // The same content again is reported, not indexed twice.
+    let dup = app
+        .post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({"title": "Copy", "content": REFUNDS, "file_type": "md"}),
+        )
+        .await;
+    assert_problem(&dup, 409);
+    assert!(dup.body["detail"].as_str().unwrap().contains(&id));
+    for (bad, field) in [
+        (
+            json!({"title": "", "content": "x", "file_type": "txt"}),
+            "title",
+        ),
+        (
+            json!({"title": "x", "content": "  ", "file_type": "txt"}),
+            "content",
+        ),
+        (
+            json!({"title": "x", "content": "x", "file_type": "txt", "project_ids": ["0190a6b0-0000-7000-8000-000000000000"]}),
+            "project_ids",
+        ),
+    ] {
+        let r = app
+            .post("/api/knowledge/documents", &alice.token, bad)
+            .await;
+        assert_problem(&r, 422);
+        assert_eq!(r.body["errors"][0]["field"], field);
+    }
+    assert_problem(
+        &app.post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({"title": "x", "content": "x", "file_type": "exe"}),
+        )
+        .await,
+        422,
+    );
+
+    // Search: relevance, snippets, filters; script text is not indexed.
+    let hits = app
+        .get("/api/knowledge/search?q=refund", &alice.token)
+        .await;
+    assert_eq!(hits.status, 200, "{:?}", hits.body);
+    let titles = column(&hits.body, "results", "title");
+    assert!(
+        titles.contains(&"Refund policy") && titles.contains(&"FAQ"),
+        "{titles:?}"
+    );
+    assert!(
+        !titles.contains(&"Shipping guide"),
+        "script content is not text"
+    );
+    assert!(
+        hits.body["results"][0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("<mark>")
+    );
+    let scores: Vec<f64> = hits.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["score"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "ranked: {scores:?}"
+    );
+    let phrase = app
+        .get(
+            "/api/knowledge/search?q=%22express%20delivery%22",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(column(&phrase.body, "results", "title"), ["Shipping guide"]);
+    let by_agent = app
+        .get(
+            &format!("/api/knowledge/search?q=refund&project_id={agent_id}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(
+        column(&by_agent.body, "results", "title"),
+        ["Refund policy"]
+    );
+    let by_tag = app
+        .get("/api/knowledge/search?q=refund&tag=billing", &alice.token)
+        .await;
+    assert_eq!(column(&by_tag.body, "results", "title"), ["Refund policy"]);
+    let by_type = app
+        .get(
+            "/api/knowledge/search?q=refund&file_type=json",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(column(&by_type.body, "results", "title"), ["FAQ"]);
+    let by_category = app
+        .get(
+            "/api/knowledge/search?q=delivery&category=guides",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(
+        column(&by_category.body, "results", "title"),
+        ["Shipping guide"]
+    );
+    let injection = app
+        .get(
+            "/api/knowledge/search?q=refund%20OR%20NOT%20*",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(injection.status, 200);
+    assert_problem(
+        &app.get("/api/knowledge/search?q=%3B%3B", &alice.token)
+            .await,
+        400,
+    );
+    let first = app
+        .get("/api/knowledge/search?q=refund&limit=1", &alice.token)
+        .await;
+    let cursor = first.body["next_cursor"].as_str().unwrap();
+    let second = app
+        .get(
+            &format!("/api/knowledge/search?q=refund&limit=1&cursor={cursor}"),
+            &alice.token,
+        )
+        .await;
+    assert_ne!(
+        second.body["results"][0]["chunk_id"],
+        first.body["results"][0]["chunk_id"]
+    );
+    // Bob sees none of Alice's documents.
+    assert!(
+        app.get("/api/knowledge/search?q=refund", &bob.token)
+            .await
+            .body["results"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_problem(
+        &app.get(&format!("/api/knowledge/documents/{id}"), &bob.token)
+            .await,
+        404,
+    );
+
+    // Versions: the index follows the current version; the diff shows the change.
+    let path = format!("/api/knowledge/documents/{id}");
+    let v2 = REFUNDS.replace("30 days", "60 days");
+    let added = app
+        .post(
+            &format!("{path}/versions"),
+            &alice.token,
+            json!({"content": v2, "note": "longer window"}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+    assert_eq!(added.body["version"], 2);
+    assert_problem(
+        &app.post(
+            &format!("{path}/versions"),
+            &alice.token,
+            json!({"content": v2}),
+        )
+        .await,
+        409,
+    );
+    assert_problem(
+        &app.post(
+            &format!("{path}/versions"),
+            &bob.token,
+            json!({"content": "x"}),
+        )
+        .await,
+        404,
+    );
+    let now60 = app
+        .get("/api/knowledge/search?q=60%20days", &alice.token)
+        .await;
+    assert_eq!(column(&now60.body, "results", "title"), ["Refund policy"]);
+    assert_eq!(now60.body["results"][0]["version"], 2);
+    let old30 = app
+        .get(
+            "/api/knowledge/search?q=%2230%20days%20of%20delivery%22",
+            &alice.token,
+        )
+        .await;
+    assert!(
+        old30.body["results"].as_array().unwrap().is_empty(),
+        "the old version left the index"
+    );
+    let versions = app.get(&format!("{path}/versions"), &alice.token).await;
+    assert_eq!(
+        versions.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_i64().unwrap())
+            .collect::<Vec<_>>(),
+        [2, 1]
+    );
+    let diff = app
+        .get(&format!("{path}/versions/2/diff"), &alice.token)
+        .await;
+    assert_eq!(diff.status, 200, "{:?}", diff.body);
+    assert_eq!(
+        (diff.body["added"].as_i64(), diff.body["removed"].as_i64()),
+        (Some(1), Some(1))
+    );
+    let changed: Vec<(&str, &str)> = diff.body["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["op"] != " ")
+        .map(|l| (l["op"].as_str().unwrap(), l["text"].as_str().unwrap()))
+        .collect();
+    assert!(
+        changed[0].0 == "-"
+            && changed[0].1.contains("30 days")
+            && changed[1].0 == "+"
+            && changed[1].1.contains("60 days"),
+        "{changed:?}"
+    );
+    assert_problem(
+        &app.get(&format!("{path}/versions/1/diff"), &alice.token)
+            .await,
+        422,
+    );
+    assert_problem(
+        &app.get(&format!("{path}/versions/9/diff"), &alice.token)
+            .await,
+        404,
+    );
+
+    // Listing with filters, changing and deleting.
+    let list = app
+        .get(
+            &format!("/api/knowledge/documents?project_id={agent_id}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(column(&list.body, "items", "title"), ["Refund policy"]);
+    let all = app
+        .get("/api/knowledge/documents?limit=2", &alice.token)
+        .await;
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
+    assert!(all.body["next_cursor"].is_string());
+    let typed = app
+        .get(
+            "/api/knowledge/documents?file_type=html&q=ship",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(column(&typed.body, "items", "title"), ["Shipping guide"]);
+    let renamed = app
+        .put(
+            &path,
+            &alice.token,
+            json!({"title": "Refunds & returns", "tags": ["billing", "returns"]}),
+        )
+        .await;
+    assert_eq!(renamed.body["title"], "Refunds & returns");
+    assert_eq!(renamed.body["current_version"], 2);
+    assert_eq!(app.delete(&path, &alice.token).await.status, 204);
+    assert_problem(&app.get(&path, &alice.token).await, 404);
+    let gone = app
+        .get("/api/knowledge/search?q=refund", &alice.token)
+        .await;
+    assert_eq!(
+        column(&gone.body, "results", "title"),
+        ["FAQ"],
+        "a deleted document leaves the index"
+    );
+}
+on_both!(documents_versions_and_search);
+
+async fn document_permissions(app: TestApp) {
+    let alice = app.register("alice").await;
+    let mia = app.register("mia").await;
+    let ws = app
+        .post(
+            "/api/team/workspaces",
+            &alice.token,
+            json!({"name": "Team"}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.post(
+        &format!("/api/team/workspaces/{ws}/members"),
+        &alice.token,
+        json!({"email": mia.email, "role": "member"}),
+    )
+    .await;
+    let doc = app
+        .post("/api/knowledge/documents", &alice.token, json!({"title": "Handbook", "content": "Holidays: 25 days a year.", "file_type": "txt", "workspace_id": ws}))
+        .await;
+    let id = doc.body["id"].as_str().unwrap().to_owned();
+    // A member reads and searches it, and adds documents of their own, but does not change Alice's.
+    assert_eq!(
+        app.get(&format!("/api/knowledge/documents/{id}"), &mia.token)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        column(
+            &app.get("/api/knowledge/search?q=holidays", &mia.token)
+                .await
+                .body,
+            "results",
+            "title"
+        ),
+        ["Handbook"]
+    );
+    assert_problem(
+        &app.put(
+            &format!("/api/knowledge/documents/{id}"),
+            &mia.token,
+            json!({"title": "Mine"}),
+        )
+        .await,
+        403,
+    );
+    assert_problem(
+        &app.delete(&format!("/api/knowledge/documents/{id}"), &mia.token)
+            .await,
+        403,
+    );
+    assert_problem(
+        &app.post(
+            &format!("/api/knowledge/documents/{id}/versions"),
+            &mia.token,
+            json!({"content": "Holidays: 40 days."}),
+        )
+        .await,
+        403,
+    );
+    let own = app.post("/api/knowledge/documents", &mia.token, json!({"title": "Notes", "content": "My notes.", "file_type": "txt", "workspace_id": ws})).await;
+    assert_eq!(own.status, 201);
+    assert_eq!(
+        app.delete(
+            &format!(
+                "/api/knowledge/documents/{}",
+                own.body["id"].as_str().unwrap()
+            ),
+            &mia.token
+        )
+        .await
+        .status,
+        204
+    );
+    // The owner (an admin of the workspace) may change anyone's.
+    app.post(
+        &format!("/api/team/workspaces/{ws}/members"),
+        &alice.token,
+        json!({"email": "nobody@example.com", "role": "member"}),
+    )
+    .await;
+    let mias = app.post("/api/knowledge/documents", &mia.token, json!({"title": "Mia's", "content": "Mia's text.", "file_type": "txt", "workspace_id": ws})).await;
+    assert_eq!(
+        app.put(
+            &format!(
+                "/api/knowledge/documents/{}",
+                mias.body["id"].as_str().unwrap()
+            ),
+            &alice.token,
+            json!({"category": "hr"})
+        )
+        .await
+        .status,
+        200
+    );
+}
+on_both!(document_permissions);
