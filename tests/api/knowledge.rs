@@ -423,3 +423,156 @@ async fn document_permissions(app: TestApp) {
     );
 }
 on_both!(document_permissions);
+
+async fn agents_answer_from_knowledge(app: TestApp) {
+    let alice = app.register("alice").await;
+    let agent = app
+        .project(
+            &alice,
+            json!({"name": "Support", "settings": {"fallback_message": "Let me ask a colleague."}}),
+        )
+        .await;
+    let agent_id = agent["id"].as_str().unwrap().to_owned();
+    let doc = app
+        .post("/api/knowledge/documents", &alice.token, json!({"title": "Refund policy", "content": REFUNDS, "file_type": "md", "project_ids": [agent_id]}))
+        .await;
+    let doc_id = doc.body["id"].as_str().unwrap().to_owned();
+    let session = app
+        .post(
+            "/api/chat/sessions",
+            &alice.token,
+            json!({"agent_id": agent_id}),
+        )
+        .await
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ask = |text: &str| {
+        let app = app.clone();
+        let (token, session, text) = (alice.token.clone(), session.clone(), text.to_owned());
+        async move {
+            app.post(
+                &format!("/api/chat/sessions/{session}/messages"),
+                &token,
+                json!({"content": text}),
+            )
+            .await
+            .body
+        }
+    };
+
+    // Without a model, the best passage answers, citing its document and version.
+    let answered = ask("How many days do I have to return an item for a refund?").await;
+    let reply = &answered["reply"];
+    assert_eq!(reply["status"], "ok", "{answered}");
+    assert!(
+        reply["content"]
+            .as_str()
+            .unwrap()
+            .contains("within 30 days"),
+        "{reply}"
+    );
+    assert!(
+        reply["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("Source: Refund policy")
+    );
+    assert_eq!(reply["citations"][0]["document_id"], doc_id.as_str());
+    assert_eq!(reply["citations"][0]["version"], 1);
+    assert!(reply["citations"][0]["confidence"].as_f64().unwrap() >= 0.5);
+    let rated = app
+        .post(
+            &format!(
+                "/api/chat/sessions/{session}/messages/{}/rating",
+                reply["id"].as_str().unwrap()
+            ),
+            &alice.token,
+            json!({"rating": 4}),
+        )
+        .await;
+    assert_eq!(rated.status, 200);
+
+    // Below the threshold: the fallback, unanswered, and a knowledge gap.
+    for text in ["Do you ship to Mars?", "Do you ship to mars"] {
+        let missed = ask(text).await;
+        assert_eq!(missed["reply"]["status"], "unanswered");
+        assert_eq!(missed["reply"]["content"], "Let me ask a colleague.");
+        assert!(missed["reply"]["citations"].is_null());
+    }
+
+    // A new version: answers follow it.
+    app.post(
+        &format!("/api/knowledge/documents/{doc_id}/versions"),
+        &alice.token,
+        json!({"content": REFUNDS.replace("30 days", "60 days")}),
+    )
+    .await;
+    let again = ask("How many days do I have to return an item for a refund?").await;
+    assert!(
+        again["reply"]["content"]
+            .as_str()
+            .unwrap()
+            .contains("within 60 days")
+    );
+    assert_eq!(again["reply"]["citations"][0]["version"], 2);
+    let versions = app
+        .get(
+            &format!("/api/knowledge/documents/{doc_id}/versions"),
+            &alice.token,
+        )
+        .await;
+    let counts: Vec<(i64, i64)> = versions.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_i64().unwrap(),
+                v["answer_count"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [(2, 1), (1, 1)], "each version's impact on answers");
+
+    let analytics = app.get("/api/knowledge/analytics", &alice.token).await;
+    assert_eq!(analytics.status, 200, "{:?}", analytics.body);
+    assert_eq!(analytics.body["total_documents"], 1);
+    let top = &analytics.body["most_referenced"][0];
+    assert_eq!(
+        (top["document_id"].as_str(), top["reference_count"].as_i64()),
+        (Some(doc_id.as_str()), Some(2))
+    );
+    assert!(
+        (top["effectiveness_score"].as_f64().unwrap() - 0.8).abs() < 1e-9,
+        "one answer rated 4 of 5"
+    );
+    let gap = &analytics.body["knowledge_gaps"][0];
+    assert_eq!(gap["topic"], "Do you ship to Mars?");
+    assert_eq!(gap["occurrences"], 2);
+    assert!(gap["confidence"].as_f64().unwrap() < 0.5);
+    assert_eq!(gap["suggested_documents"].as_array().unwrap().len(), 1);
+
+    // With a model, the passages go into the prompt and the reply cites them.
+    app.put(
+        &format!("/api/projects/{agent_id}/provider"),
+        &alice.token,
+        json!({"base_url": crate::helpers::mock_ai(), "model": "echo", "stream": false}),
+    )
+    .await;
+    let modelled = ask("How many days do I have to return an item for a refund?").await;
+    assert_eq!(modelled["reply"]["status"], "ok");
+    assert_eq!(
+        modelled["reply"]["citations"][0]["document_id"],
+        doc_id.as_str()
+    );
+    let bob = app.register("bob").await;
+    assert!(
+        app.get("/api/knowledge/analytics", &bob.token).await.body["most_referenced"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+on_both!(agents_answer_from_knowledge);

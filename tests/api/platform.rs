@@ -66,6 +66,7 @@ async fn health_docs_and_metrics(app: TestApp) {
         "/api/knowledge/documents/{id}/versions",
         "/api/knowledge/documents/{id}/versions/{n}/diff",
         "/api/knowledge/search",
+        "/api/knowledge/analytics",
     ] {
         assert!(
             spec.body["paths"].get(path).is_some(),

@@ -356,16 +356,26 @@ const STOPWORDS: &[&str] = &[
     "why", "which", "who", "any", "some", "get", "got", "just", "about", "up", "if",
 ];
 
+/// The stemmed content words of a text (stop words dropped), de-duplicated, in order.
+pub fn content_terms(text: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for w in words(text) {
+        if STOPWORDS.contains(&w.as_str()) {
+            continue;
+        }
+        let s = stem(&w);
+        if !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out
+}
+
 /// A question's grouping key: its content words, lightly stemmed, sorted and de-duplicated.
 /// "How do I reset my password?" and "password reset — how?" share `password reset`.
 pub fn question_key(text: &str) -> Option<String> {
-    let mut key: Vec<String> = words(text)
-        .into_iter()
-        .filter(|w| !STOPWORDS.contains(&w.as_str()))
-        .map(|w| stem(&w))
-        .collect();
+    let mut key = content_terms(text);
     key.sort();
-    key.dedup();
     key.truncate(8);
     (!key.is_empty()).then(|| key.join(" "))
 }

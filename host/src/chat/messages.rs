@@ -23,6 +23,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Cursor, Page, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::knowledge::answer::{self, Citation};
 use crate::projects::queries as projects;
 use crate::realtime::notify;
 use crate::state::AppState;
@@ -138,6 +139,7 @@ enum Entry<'a> {
         status: &'static str,
         latency_ms: i64,
         model: &'a str,
+        citations: &'a [Citation],
     },
 }
 
@@ -166,8 +168,8 @@ async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppRes
         .await?;
     let insert = "INSERT INTO chat_messages (id, session_id, seq, role, author_id, content,
             prompt_tokens, completion_tokens, latency_ms, status, rating, rating_comment,
-            sentiment, intent, model, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11, $12, $13, $14)";
+            sentiment, intent, model, created_at, citations)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, NULL, $11, $12, $13, $14, $15)";
     match entry {
         Entry::User { author, content } => {
             let reading = Reading::of(content);
@@ -187,7 +189,8 @@ async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppRes
                     Some(reading.sentiment),
                     Some(reading.intent),
                     None::<String>,
-                    at
+                    at,
+                    None::<serde_json::Value>
                 ],
             )
             .await?;
@@ -207,6 +210,7 @@ async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppRes
             status,
             latency_ms,
             model,
+            citations,
         } => {
             tx.execute(
                 insert,
@@ -224,10 +228,12 @@ async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppRes
                     None::<f64>,
                     None::<String>,
                     Some(model),
-                    at
+                    at,
+                    (!citations.is_empty()).then(|| serde_json::json!(citations))
                 ],
             )
             .await?;
+            answer::record_citations(&mut tx, session.workspace_id, citations).await?;
             rollup.agent_reply(
                 day,
                 &variant,
@@ -328,6 +334,38 @@ pub async fn converse(
         .to_owned();
     let provider = provider_for(state, project.id).await?;
 
+    // Knowledge first: the agent's documents that hold the question's words.
+    let passages = answer::retrieve(&state.db, project.id, &content).await?;
+    let best_confidence = passages.first().map_or(0.0, |p| p.confidence);
+    let confident: Vec<&answer::Passage> = passages
+        .iter()
+        .filter(|p| p.confidence >= answer::CONFIDENCE_THRESHOLD)
+        .take(3)
+        .collect();
+    if best_confidence < answer::CONFIDENCE_THRESHOLD {
+        answer::record_gap(
+            &state.db,
+            project.id,
+            project.workspace_id,
+            &content,
+            best_confidence,
+        )
+        .await?;
+    }
+    let citations: Vec<Citation> = match &provider {
+        responder::Provider::Fallback => confident
+            .first()
+            .map(|p| vec![p.citation()])
+            .unwrap_or_default(),
+        _ => confident.iter().map(|p| p.citation()).collect(),
+    };
+    let system_prompt = match (&provider, confident.is_empty()) {
+        (responder::Provider::OpenAiCompatible { .. }, false) => {
+            format!("{system_prompt}\n\n{}", answer::context(&confident))
+        }
+        _ => system_prompt,
+    };
+
     // Streamed tokens go out on the bus as they come.
     let (token_tx, mut token_rx) = tokio::sync::mpsc::channel::<String>(256);
     let bus = state.bus.clone();
@@ -342,19 +380,33 @@ pub async fn converse(
         }
     });
     let started = Instant::now();
-    let answer = responder::reply(
-        &state.http,
-        &provider,
-        &system_prompt,
-        &fallback,
-        &turns,
-        token_tx,
-    )
-    .await;
+    let reply = match (&provider, confident.first()) {
+        // Without a model, the best passage is the answer.
+        (responder::Provider::Fallback, Some(best)) => {
+            drop(token_tx);
+            Ok(responder::Reply {
+                content: answer::compose(best, &content),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                status: ReplyStatus::Ok,
+            })
+        }
+        _ => {
+            responder::reply(
+                &state.http,
+                &provider,
+                &system_prompt,
+                &fallback,
+                &turns,
+                token_tx,
+            )
+            .await
+        }
+    };
     let latency_ms = started.elapsed().as_millis() as i64;
     let _ = relay.await;
 
-    match answer {
+    match reply {
         Ok(reply) => {
             let status = match reply.status {
                 ReplyStatus::Ok => "ok",
@@ -368,6 +420,7 @@ pub async fn converse(
                     status,
                     latency_ms,
                     model: provider.model(),
+                    citations: &citations,
                 },
             )
             .await?;
@@ -392,6 +445,7 @@ pub async fn converse(
                     status: "error",
                     latency_ms,
                     model: provider.model(),
+                    citations: &[],
                 },
             )
             .await?;
@@ -483,6 +537,9 @@ async fn rate_message(
         req.rating,
     );
     rollup.apply(&mut tx).await?;
+    if let Some(cited) = &target.citations {
+        answer::record_rating(&mut tx, &cited.0, target.rating, req.rating).await?;
+    }
     let message: Message = tx
         .fetch_one(
             &format!("SELECT {MESSAGE_COLUMNS} FROM chat_messages WHERE id = $1"),

@@ -95,10 +95,14 @@ pub struct Message {
     /// feedback or statement.
     pub intent: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Agent replies: the knowledge passages the answer used.
+    #[schema(value_type = Option<Vec<crate::knowledge::answer::Citation>>)]
+    pub citations: Option<sqlx::types::Json<Vec<crate::knowledge::answer::Citation>>>,
 }
 
 pub const MESSAGE_COLUMNS: &str = "id, session_id, seq, role, author_id, content, prompt_tokens,
-    completion_tokens, latency_ms, status, rating, rating_comment, sentiment, intent, created_at";
+    completion_tokens, latency_ms, status, rating, rating_comment, sentiment, intent, created_at,
+    citations";
 
 /// A session the caller takes part in and whose agent they can still see; 404 otherwise.
 pub async fn load_session(db: &Db, session_id: Uuid, user_id: Uuid) -> AppResult<Session> {

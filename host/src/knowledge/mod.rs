@@ -3,6 +3,8 @@
 //! Workspace members read and add documents; owners, admins and a document's author change
 //! and delete it.
 
+mod analytics;
+pub mod answer;
 mod documents;
 mod index;
 mod search;
@@ -26,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(documents::router())
         .merge(versions::router())
         .merge(search::router())
+        .merge(analytics::router())
 }
 
 /// The formats whose text Nova reads.

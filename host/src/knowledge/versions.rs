@@ -43,9 +43,12 @@ pub struct Version {
     pub note: String,
     pub created_by: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// Agent answers that cited this version: the version's impact on responses.
+    pub answer_count: i64,
 }
 
-const VERSION_COLUMNS: &str = "version, sha256, size_bytes, note, created_by, created_at";
+const VERSION_COLUMNS: &str =
+    "version, sha256, size_bytes, note, created_by, created_at, answer_count";
 
 fn file_type(name: &str) -> FileType {
     serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(FileType::Txt)
