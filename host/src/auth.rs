@@ -94,7 +94,12 @@ pub fn generate_token() -> String {
 
 /// Tokens are stored only as this hash; the token itself is shown once.
 pub fn hash_token(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
+    hash_bytes(token.as_bytes())
+}
+
+/// The SHA-256 of bytes, in hex.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()

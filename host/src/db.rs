@@ -34,6 +34,7 @@ pub enum Arg {
     Time(Option<DateTime<Utc>>),
     Date(Option<chrono::NaiveDate>),
     Json(Option<serde_json::Value>),
+    Bytes(Option<Vec<u8>>),
 }
 
 macro_rules! arg_from {
@@ -59,6 +60,7 @@ arg_from! {
     bool => Bool,
     DateTime<Utc> => Time,
     chrono::NaiveDate => Date,
+    Vec<u8> => Bytes,
     serde_json::Value => Json,
     &serde_json::Value => Json via |v: &serde_json::Value| v.clone(),
 }
@@ -81,6 +83,7 @@ macro_rules! bind_args {
                 Arg::Bool(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v),
                 Arg::Date(v) => q.bind(v),
+                Arg::Bytes(v) => q.bind(v),
                 Arg::Json(v) => q.bind(v.map(Json)),
             };
         }

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod jobs;
 pub mod knowledge;
 pub mod projects;
 pub mod ratelimit;
@@ -33,6 +34,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = http::router(state.clone());
+    jobs::spawn_worker(state.clone());
     let sockets = state.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {

@@ -576,3 +576,163 @@ async fn agents_answer_from_knowledge(app: TestApp) {
     );
 }
 on_both!(agents_answer_from_knowledge);
+
+async fn bulk_upload_with_progress(app: TestApp) {
+    use reqwest::multipart::{Form, Part};
+    let alice = app.register("alice").await;
+    let mut notes = crate::helpers::connect(
+        app.post("/api/realtime/tickets", &alice.token, json!({}))
+            .await
+            .body["websocket_url"]
+            .as_str()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let file = |name: &str, bytes: &[u8]| Part::bytes(bytes.to_vec()).file_name(name.to_owned());
+    let form = Form::new()
+        .part("files", file("returns.md", REFUNDS.as_bytes()))
+        .part(
+            "files",
+            file(
+                "shipping.html",
+                b"<h1>Shipping</h1><p>Parcels ship in two days.</p>",
+            ),
+        )
+        .part("files", file("prices.csv", b"plan,price\npro,10\nteam,25"))
+        .part(
+            "files",
+            file(
+                "faq.json",
+                br#"{"q": "Opening hours?", "a": "Nine to five."}"#,
+            ),
+        )
+        .part("files", file("broken.json", b"{\"q\": "))
+        .part("files", file("copy-of-returns.md", REFUNDS.as_bytes()))
+        .part("files", file("tool.exe", b"MZ\x90\x00"))
+        .text("category", "Support")
+        .text("tags", "faq, policies");
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/upload/bulk", app.base))
+        .bearer_auth(&alice.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let accepted: serde_json::Value = res.json().await.unwrap();
+    let upload_id = accepted["upload_id"].as_str().unwrap().to_owned();
+    let statuses = column(&accepted, "files", "status");
+    assert_eq!(
+        statuses,
+        [
+            "queued",
+            "queued",
+            "queued",
+            "queued",
+            "queued",
+            "duplicate",
+            "failed"
+        ]
+    );
+    assert!(
+        accepted["files"][5]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("returns.md")
+    );
+    assert!(
+        accepted["files"][6]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("unsupported")
+    );
+
+    // Progress until every file is done.
+    let mut done = accepted.clone();
+    for _ in 0..100 {
+        done = app
+            .get(
+                &format!("/api/knowledge/upload/bulk/{upload_id}"),
+                &alice.token,
+            )
+            .await
+            .body;
+        if done["done"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(done["done"], true, "{done}");
+    assert_eq!(
+        column(&done, "files", "status"),
+        [
+            "indexed",
+            "indexed",
+            "indexed",
+            "indexed",
+            "failed",
+            "duplicate",
+            "failed"
+        ]
+    );
+    assert!(
+        done["files"][4]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
+    // The uploader heard each step.
+    let events = crate::helpers::events_until(&mut notes, |e| {
+        e["file_name"] == "faq.json" && e["status"] == "indexed"
+    })
+    .await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e["file_name"] == "returns.md" && e["status"] == "extracting")
+    );
+
+    let doc = done["files"][0]["document_id"].as_str().unwrap();
+    let detail = app
+        .get(&format!("/api/knowledge/documents/{doc}"), &alice.token)
+        .await;
+    assert_eq!(detail.body["title"], "returns");
+    assert_eq!(detail.body["category"], "support");
+    assert_eq!(detail.body["tags"], json!(["faq", "policies"]));
+    let hits = app
+        .get("/api/knowledge/search?q=parcels", &alice.token)
+        .await;
+    assert_eq!(column(&hits.body, "results", "title"), ["shipping"]);
+
+    // Uploading the same file again: reported as a duplicate at once.
+    let again = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/upload/bulk", app.base))
+        .bearer_auth(&alice.token)
+        .multipart(Form::new().part("files", file("returns-again.md", REFUNDS.as_bytes())))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(again["files"][0]["status"], "duplicate");
+    let bob = app.register("bob").await;
+    assert_problem(
+        &app.get(
+            &format!("/api/knowledge/upload/bulk/{upload_id}"),
+            &bob.token,
+        )
+        .await,
+        404,
+    );
+    let empty = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/upload/bulk", app.base))
+        .bearer_auth(&alice.token)
+        .multipart(Form::new().text("category", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status().as_u16(), 422);
+}
+on_both!(bulk_upload_with_progress);

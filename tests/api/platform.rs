@@ -67,6 +67,8 @@ async fn health_docs_and_metrics(app: TestApp) {
         "/api/knowledge/documents/{id}/versions/{n}/diff",
         "/api/knowledge/search",
         "/api/knowledge/analytics",
+        "/api/knowledge/upload/bulk",
+        "/api/knowledge/upload/bulk/{id}",
     ] {
         assert!(
             spec.body["paths"].get(path).is_some(),

@@ -156,6 +156,63 @@ async fn detail(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<DocumentD
     })
 }
 
+/// What a new document is made of.
+pub struct NewRecord {
+    pub workspace_id: Uuid,
+    pub author: Uuid,
+    pub title: String,
+    pub file_type: FileType,
+    pub category: String,
+    pub tags: Vec<String>,
+    pub project_ids: Vec<Uuid>,
+    /// The text (for uploaded files, the text extracted from them).
+    pub content: String,
+    /// Of the original bytes: identical files are found by it.
+    pub sha256: String,
+}
+
+/// The document of the workspace with this digest, if any.
+pub async fn find_duplicate(
+    tx: &mut Tx,
+    workspace_id: Uuid,
+    digest: &str,
+) -> AppResult<Option<(Uuid, String)>> {
+    Ok(tx
+        .fetch_optional(
+            "SELECT id, title FROM documents WHERE workspace_id = $1 AND sha256 = $2",
+            args![workspace_id, digest],
+        )
+        .await?)
+}
+
+/// Stores and indexes a document (version 1); 409 when its digest is already there.
+pub async fn insert(tx: &mut Tx, r: NewRecord) -> AppResult<Uuid> {
+    if let Some((other, other_title)) = find_duplicate(tx, r.workspace_id, &r.sha256).await? {
+        return Err(AppError::Conflict(format!(
+            "the same content is already document {other} (\"{other_title}\")"
+        )));
+    }
+    let id = new_id();
+    let at = now();
+    let size = r.content.len() as i64;
+    tx.execute(
+        "INSERT INTO documents (id, workspace_id, title, file_type, category, tags, current_version,
+            sha256, size_bytes, created_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $10)",
+        args![id, r.workspace_id, r.title, r.file_type.as_str(), r.category, serde_json::json!(r.tags), &r.sha256, size, r.author, at],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO document_versions (document_id, version, content, sha256, size_bytes, note, created_by, created_at)
+         VALUES ($1, 1, $2, $3, $4, '', $5, $6)",
+        args![id, r.content.as_str(), &r.sha256, size, r.author, at],
+    )
+    .await?;
+    attach(tx, id, r.workspace_id, &r.project_ids).await?;
+    index::reindex(tx, id, r.workspace_id, 1, r.file_type, &r.content).await?;
+    Ok(id)
+}
+
 /// Adds a document and indexes it. Content identical to a document of the same workspace
 /// is refused (409) and names that document.
 #[utoipa::path(post, path = "/api/knowledge/documents", tag = "knowledge", security(("bearer" = [])),
@@ -174,35 +231,22 @@ async fn create_document(
     let workspace_id =
         crate::projects::crud::target_workspace(&state, &auth, req.workspace_id).await?;
     let digest = sha256(&req.content);
-    let id = new_id();
-    let at = now();
     let mut tx = state.db.begin().await?;
-    let existing: Option<(Uuid, String)> = tx
-        .fetch_optional(
-            "SELECT id, title FROM documents WHERE workspace_id = $1 AND sha256 = $2",
-            args![workspace_id, &digest],
-        )
-        .await?;
-    if let Some((other, other_title)) = existing {
-        return Err(AppError::Conflict(format!(
-            "the same content is already document {other} (\"{other_title}\")"
-        )));
-    }
-    tx.execute(
-        "INSERT INTO documents (id, workspace_id, title, file_type, category, tags, current_version,
-            sha256, size_bytes, created_by, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $10)",
-        args![id, workspace_id, title, req.file_type.as_str(), category, serde_json::json!(tags), &digest, req.content.len() as i64, auth.id, at],
+    let id = insert(
+        &mut tx,
+        NewRecord {
+            workspace_id,
+            author: auth.id,
+            title,
+            file_type: req.file_type,
+            category,
+            tags,
+            project_ids: req.project_ids,
+            content: req.content,
+            sha256: digest,
+        },
     )
     .await?;
-    tx.execute(
-        "INSERT INTO document_versions (document_id, version, content, sha256, size_bytes, note, created_by, created_at)
-         VALUES ($1, 1, $2, $3, $4, '', $5, $6)",
-        args![id, req.content.as_str(), &digest, req.content.len() as i64, auth.id, at],
-    )
-    .await?;
-    attach(&mut tx, id, workspace_id, &req.project_ids).await?;
-    index::reindex(&mut tx, id, workspace_id, 1, req.file_type, &req.content).await?;
     tx.commit().await?;
     Ok((
         StatusCode::CREATED,

@@ -8,6 +8,7 @@ pub mod answer;
 mod documents;
 mod index;
 mod search;
+pub mod upload;
 mod versions;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(versions::router())
         .merge(search::router())
         .merge(analytics::router())
+        .merge(upload::router())
 }
 
 /// The formats whose text Nova reads.
@@ -113,5 +115,5 @@ impl Document {
 
 /// The hex SHA-256 of text.
 pub fn sha256(text: &str) -> String {
-    crate::auth::hash_token(text)
+    crate::auth::hash_bytes(text.as_bytes())
 }

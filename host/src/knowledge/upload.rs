@@ -1,0 +1,410 @@
+//! `POST /api/knowledge/upload/bulk` and `GET /api/knowledge/upload/bulk/{id}` (seed §4):
+//! many files at once, answered at once with a status per file; each file is extracted and
+//! indexed by a durable job, and its progress (queued, extracting, indexed, failed with the
+//! reason, or duplicate) is visible here and on the uploader's notification socket.
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::FileType;
+use super::documents::{NewRecord, find_duplicate, insert};
+use crate::args;
+use crate::auth::AuthUser;
+use crate::db::{new_id, now};
+use crate::error::{AppError, AppPath, AppResult};
+use crate::realtime::notify;
+use crate::state::AppState;
+
+pub const JOB_KIND: &str = "knowledge.index_file";
+pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
+pub const MAX_REQUEST_BYTES: usize = 50 * 1024 * 1024;
+pub const MAX_FILES: usize = 100;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .routes(routes!(progress))
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES + 1024 * 1024))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+pub struct FileStatus {
+    pub id: Uuid,
+    pub file_name: String,
+    pub size_bytes: i64,
+    /// queued, extracting, indexed, failed or duplicate.
+    pub status: String,
+    /// Why it failed, or which document it duplicates.
+    pub reason: Option<String>,
+    /// The document made from it, once indexed.
+    pub document_id: Option<Uuid>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadStatus {
+    pub upload_id: Uuid,
+    /// Every file has reached indexed, failed or duplicate.
+    pub done: bool,
+    pub files: Vec<FileStatus>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Options {
+    workspace_id: Option<Uuid>,
+    category: String,
+    tags: Vec<String>,
+    project_ids: Vec<Uuid>,
+}
+
+/// The format of a file, from its name.
+fn file_type_of(name: &str) -> Option<FileType> {
+    let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "txt" | "text" | "log" => FileType::Txt,
+        "md" | "markdown" => FileType::Md,
+        "html" | "htm" => FileType::Html,
+        "csv" => FileType::Csv,
+        "json" => FileType::Json,
+        _ => return None,
+    })
+}
+
+/// The text of a file, or why there is none.
+pub fn extract(file_type: FileType, bytes: &[u8]) -> Result<String, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+    if file_type == FileType::Json {
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|e| format!("the file is not valid JSON: {e}"))?;
+    }
+    if text.trim().is_empty() {
+        return Err("the file holds no text".to_owned());
+    }
+    Ok(text.to_owned())
+}
+
+const FILE_COLUMNS: &str = "id, file_name, size_bytes, status, reason, document_id, updated_at";
+
+/// Uploads files (multipart: one or more `files`, and optional `workspace_id`,
+/// `project_ids` (comma-separated), `category`, `tags` (comma-separated)). Answers 202 at
+/// once; unsupported, oversize and duplicate files are reported without being queued.
+#[utoipa::path(post, path = "/api/knowledge/upload/bulk", tag = "knowledge", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data",
+        description = "`files`: up to 100 files (txt, md, html, csv, json), 10 MiB each, 50 MiB in all"),
+    responses((status = 202, body = UploadStatus), (status = 413, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+async fn upload(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    mut form: Multipart,
+) -> AppResult<(StatusCode, Json<UploadStatus>)> {
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        AppError::BadRequest(format!("malformed multipart body: {e}"))
+    };
+    let mut options = Options::default();
+    let mut files: Vec<(String, Vec<u8>, bool)> = Vec::new();
+    let mut total = 0usize;
+    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        if let Some(file_name) = field.file_name().map(str::to_owned) {
+            if files.len() == MAX_FILES {
+                return Err(AppError::invalid(
+                    "files",
+                    format!("at most {MAX_FILES} files"),
+                ));
+            }
+            let mut bytes = Vec::new();
+            let mut oversize = false;
+            while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                total += chunk.len();
+                if total > MAX_REQUEST_BYTES {
+                    return Err(AppError::PayloadTooLarge);
+                }
+                if bytes.len() + chunk.len() > MAX_FILE_BYTES {
+                    oversize = true;
+                    continue;
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            files.push((file_name, bytes, oversize));
+            continue;
+        }
+        let text = field.text().await.map_err(malformed)?;
+        let list = |t: &str| {
+            t.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+        };
+        match name.as_str() {
+            "workspace_id" => {
+                options.workspace_id = Some(
+                    text.trim()
+                        .parse()
+                        .map_err(|_| AppError::invalid("workspace_id", "is not a UUID"))?,
+                )
+            }
+            "category" => options.category = text.trim().to_lowercase(),
+            "tags" => options.tags = crate::projects::crud::normalize_tags(&list(&text))?,
+            "project_ids" => {
+                options.project_ids = list(&text)
+                    .iter()
+                    .map(|p| {
+                        p.parse()
+                            .map_err(|_| AppError::invalid("project_ids", "are not UUIDs"))
+                    })
+                    .collect::<AppResult<_>>()?
+            }
+            _ => {}
+        }
+    }
+    if files.is_empty() {
+        return Err(AppError::invalid("files", "send at least one file"));
+    }
+    let workspace_id =
+        crate::projects::crud::target_workspace(&state, &auth, options.workspace_id).await?;
+    options.workspace_id = Some(workspace_id);
+    let upload_id = new_id();
+    let at = now();
+    let mut tx = state.db.begin().await?;
+    tx.execute(
+        "INSERT INTO uploads (id, workspace_id, user_id, options, created_at) VALUES ($1, $2, $3, $4, $5)",
+        args![upload_id, workspace_id, auth.id, json!(options), at],
+    )
+    .await?;
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (position, (file_name, bytes, oversize)) in files.into_iter().enumerate() {
+        let digest = crate::auth::hash_bytes(&bytes);
+        let (status, reason) = if oversize {
+            (
+                "failed",
+                Some(format!(
+                    "the file is larger than {} MiB",
+                    MAX_FILE_BYTES / 1024 / 1024
+                )),
+            )
+        } else if file_type_of(&file_name).is_none() {
+            (
+                "failed",
+                Some("unsupported file type: use txt, md, html, csv or json".to_owned()),
+            )
+        } else if let Some((id, title)) = find_duplicate(&mut tx, workspace_id, &digest).await? {
+            (
+                "duplicate",
+                Some(format!(
+                    "the same content is already document {id} (\"{title}\")"
+                )),
+            )
+        } else if let Some((_, first)) = seen.iter().find(|(d, _)| *d == digest) {
+            (
+                "duplicate",
+                Some(format!("the same content as {first} in this upload")),
+            )
+        } else {
+            ("queued", None)
+        };
+        seen.push((digest.clone(), file_name.clone()));
+        let file_id = new_id();
+        let keep = (status == "queued").then_some(bytes);
+        tx.execute(
+            "INSERT INTO upload_files (id, upload_id, position, file_name, size_bytes, sha256, content,
+                status, reason, document_id, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)",
+            args![
+                file_id,
+                upload_id,
+                position as i64,
+                file_name,
+                keep.as_ref().map_or(0, Vec::len) as i64,
+                digest,
+                keep,
+                status,
+                reason,
+                at
+            ],
+        )
+        .await?;
+        if status == "queued" {
+            crate::jobs::enqueue(&mut tx, JOB_KIND, json!({"file_id": file_id})).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(status_of(&state, auth.id, upload_id).await?),
+    ))
+}
+
+async fn status_of(state: &AppState, user: Uuid, upload_id: Uuid) -> AppResult<UploadStatus> {
+    let owner: Option<(Uuid,)> = state
+        .db
+        .fetch_optional(
+            "SELECT user_id FROM uploads WHERE id = $1",
+            args![upload_id],
+        )
+        .await?;
+    if owner.map(|(u,)| u) != Some(user) {
+        return Err(AppError::NotFound("upload"));
+    }
+    let files: Vec<FileStatus> = state
+        .db
+        .fetch_all(
+            &format!(
+                "SELECT {FILE_COLUMNS} FROM upload_files WHERE upload_id = $1 ORDER BY position"
+            ),
+            args![upload_id],
+        )
+        .await?;
+    Ok(UploadStatus {
+        upload_id,
+        done: files
+            .iter()
+            .all(|f| matches!(f.status.as_str(), "indexed" | "failed" | "duplicate")),
+        files,
+    })
+}
+
+/// The progress of an upload (its uploader only).
+#[utoipa::path(get, path = "/api/knowledge/upload/bulk/{id}", tag = "knowledge", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = UploadStatus), (status = 404, body = crate::error::Problem)))]
+async fn progress(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<Uuid>,
+) -> AppResult<Json<UploadStatus>> {
+    Ok(Json(status_of(&state, auth.id, id).await?))
+}
+
+#[derive(sqlx::FromRow)]
+struct FileJob {
+    upload_id: Uuid,
+    user_id: Uuid,
+    workspace_id: Uuid,
+    options: sqlx::types::Json<Options>,
+    file_name: String,
+    sha256: String,
+    content: Option<Vec<u8>>,
+    status: String,
+}
+
+async fn set_status(
+    state: &AppState,
+    job: &FileJob,
+    file_id: Uuid,
+    status: &str,
+    reason: Option<String>,
+    document_id: Option<Uuid>,
+) -> Result<(), String> {
+    state
+        .db
+        .execute(
+            "UPDATE upload_files SET status = $2, reason = $3, document_id = $4, updated_at = $5,
+                content = CASE WHEN $2 IN ('indexed', 'failed', 'duplicate') THEN NULL ELSE content END
+             WHERE id = $1",
+            args![file_id, status, reason.clone(), document_id, now()],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    notify(
+        state,
+        job.user_id,
+        "upload",
+        json!({"upload_id": job.upload_id, "file_id": file_id, "file_name": job.file_name,
+               "status": status, "reason": reason, "document_id": document_id}),
+    )
+    .await;
+    Ok(())
+}
+
+/// The job: extracts one file's text and makes it a document.
+pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), String> {
+    let file_id: Uuid = payload["file_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("the job names no file")?;
+    let job: FileJob = state
+        .db
+        .fetch_optional(
+            "SELECT f.upload_id, u.user_id, u.workspace_id, u.options, f.file_name, f.sha256, f.content, f.status
+             FROM upload_files f JOIN uploads u ON u.id = f.upload_id WHERE f.id = $1",
+            args![file_id],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the file is gone")?;
+    // Already finished by an earlier attempt that died before recording the job's end.
+    if matches!(job.status.as_str(), "indexed" | "failed" | "duplicate") {
+        return Ok(());
+    }
+    set_status(state, &job, file_id, "extracting", None, None).await?;
+    let bytes = job.content.clone().unwrap_or_default();
+    let file_type = file_type_of(&job.file_name).ok_or("unsupported file type")?;
+    let text = match extract(file_type, &bytes) {
+        Ok(t) => t,
+        Err(reason) => return set_status(state, &job, file_id, "failed", Some(reason), None).await,
+    };
+    let title = job
+        .file_name
+        .rsplit_once('.')
+        .map_or(job.file_name.as_str(), |(stem, _)| stem)
+        .chars()
+        .take(300)
+        .collect::<String>();
+    let record = NewRecord {
+        workspace_id: job.workspace_id,
+        author: job.user_id,
+        title,
+        file_type,
+        category: job.options.0.category.clone(),
+        tags: job.options.0.tags.clone(),
+        project_ids: job.options.0.project_ids.clone(),
+        content: text,
+        sha256: job.sha256.clone(),
+    };
+    let mut tx = state.db.begin().await.map_err(|e| e.to_string())?;
+    match insert(&mut tx, record).await {
+        Ok(document_id) => {
+            tx.commit().await.map_err(|e| e.to_string())?;
+            set_status(state, &job, file_id, "indexed", None, Some(document_id)).await
+        }
+        Err(AppError::Conflict(why)) => {
+            set_status(state, &job, file_id, "duplicate", Some(why), None).await
+        }
+        Err(AppError::Unprocessable { detail, .. }) => {
+            set_status(state, &job, file_id, "failed", Some(detail), None).await
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_from_names_and_extraction_errors() {
+        assert_eq!(file_type_of("FAQ.MD"), Some(FileType::Md));
+        assert_eq!(file_type_of("notes"), None);
+        assert_eq!(file_type_of("tool.exe"), None);
+        assert!(
+            extract(FileType::Json, b"{broken")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+        assert!(
+            extract(FileType::Txt, &[0xff, 0xfe, 0x00])
+                .unwrap_err()
+                .contains("UTF-8")
+        );
+        assert!(extract(FileType::Txt, b"   ").is_err());
+    }
+}
