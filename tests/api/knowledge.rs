@@ -736,3 +736,156 @@ async fn bulk_upload_with_progress(app: TestApp) {
     assert_eq!(empty.status().as_u16(), 422);
 }
 on_both!(bulk_upload_with_progress);
+
+/// A one-page PDF that says `text`, made with lopdf.
+fn pdf(text: &str) -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{Document, Object, Stream, dictionary};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font", "Subtype" => "Type1", "BaseFont" => "Helvetica", "Encoding" => "WinAnsiEncoding",
+    });
+    let resources_id = doc.add_object(dictionary! { "Font" => dictionary! { "F1" => font_id } });
+    let content = Content {
+        operations: vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 12.into()]),
+            Operation::new("Td", vec![72.into(), 720.into()]),
+            Operation::new("Tj", vec![Object::string_literal(text)]),
+            Operation::new("ET", vec![]),
+        ],
+    };
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+    let page_id = doc.add_object(
+        dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content_id },
+    );
+    doc.objects.insert(
+        pages_id,
+        Object::Dictionary(dictionary! {
+            "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1,
+            "Resources" => resources_id, "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+        }),
+    );
+    let catalog_id = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
+    doc.trailer.set("Root", catalog_id);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+/// A DOCX whose paragraphs are `paragraphs`, made with zip.
+fn docx(paragraphs: &[&str]) -> Vec<u8> {
+    use std::io::Write;
+    let body: String = paragraphs
+        .iter()
+        .map(|p| format!("<w:p><w:r><w:t xml:space=\"preserve\">{p}</w:t></w:r></w:p>"))
+        .collect();
+    let xml = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"yes\"?>\
+         <w:document xmlns:w=\"http://schemas.openxmlformats.org/wordprocessingml/2006/main\"><w:body>{body}</w:body></w:document>"
+    );
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file("[Content_Types].xml", options).unwrap();
+    zip.write_all(b"<?xml version=\"1.0\"?><Types xmlns=\"http://schemas.openxmlformats.org/package/2006/content-types\"/>").unwrap();
+    zip.start_file("word/document.xml", options).unwrap();
+    zip.write_all(xml.as_bytes()).unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+async fn pdf_and_docx_uploads(app: TestApp) {
+    use reqwest::multipart::{Form, Part};
+    let alice = app.register("alice").await;
+    let file = |name: &str, bytes: Vec<u8>| Part::bytes(bytes).file_name(name.to_owned());
+    let form = Form::new()
+        .part(
+            "files",
+            file(
+                "warranty.pdf",
+                pdf("The warranty covers manufacturing defects for two years."),
+            ),
+        )
+        .part(
+            "files",
+            file(
+                "onboarding.docx",
+                docx(&[
+                    "Welcome aboard!",
+                    "Your laptop arrives on the first morning.",
+                ]),
+            ),
+        )
+        .part(
+            "files",
+            file(
+                "corrupt.pdf",
+                b"%PDF-1.7\nthis is not really a pdf".to_vec(),
+            ),
+        )
+        .part(
+            "files",
+            file("corrupt.docx", b"PK\x03\x04 broken archive".to_vec()),
+        );
+    let accepted: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/upload/bulk", app.base))
+        .bearer_auth(&alice.token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = accepted["upload_id"].as_str().unwrap().to_owned();
+    let mut done = accepted;
+    for _ in 0..100 {
+        done = app
+            .get(&format!("/api/knowledge/upload/bulk/{id}"), &alice.token)
+            .await
+            .body;
+        if done["done"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        column(&done, "files", "status"),
+        ["indexed", "indexed", "failed", "failed"],
+        "{done}"
+    );
+    assert!(done["files"][2]["reason"].as_str().unwrap().contains("PDF"));
+    assert!(
+        done["files"][3]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("DOCX")
+    );
+    let warranty = app
+        .get(
+            "/api/knowledge/search?q=manufacturing%20defects",
+            &alice.token,
+        )
+        .await;
+    assert_eq!(column(&warranty.body, "results", "title"), ["warranty"]);
+    let laptop = app
+        .get("/api/knowledge/search?q=laptop", &alice.token)
+        .await;
+    assert_eq!(column(&laptop.body, "results", "title"), ["onboarding"]);
+    let doc = app
+        .get(
+            &format!(
+                "/api/knowledge/documents/{}",
+                done["files"][1]["document_id"].as_str().unwrap()
+            ),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(doc.body["file_type"], "docx");
+    assert_eq!(
+        doc.body["content"],
+        "Welcome aboard!\nYour laptop arrives on the first morning.\n"
+    );
+}
+on_both!(pdf_and_docx_uploads);

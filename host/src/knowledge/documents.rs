@@ -225,6 +225,12 @@ async fn create_document(
     AppJson(req): AppJson<NewDocument>,
 ) -> AppResult<(StatusCode, Json<DocumentDetail>)> {
     let title = validate_title(&req.title)?;
+    if matches!(req.file_type, FileType::Pdf | FileType::Docx) {
+        return Err(AppError::invalid(
+            "file_type",
+            "pdf and docx files are uploaded with POST /api/knowledge/upload/bulk",
+        ));
+    }
     validate_content(&req.content)?;
     let category = validate_category(&req.category)?;
     let tags = normalize_tags(&req.tags)?;

@@ -14,7 +14,7 @@ pub const CHUNK_CHARS: usize = 800;
 /// The plain text of content in `file_type`.
 pub fn text_of(file_type: FileType, content: &str) -> String {
     match file_type {
-        FileType::Txt | FileType::Md => content.to_owned(),
+        FileType::Txt | FileType::Md | FileType::Pdf | FileType::Docx => content.to_owned(),
         FileType::Csv => content
             .lines()
             .map(|l| l.split(',').map(str::trim).collect::<Vec<_>>().join(" · "))

@@ -42,6 +42,10 @@ pub enum FileType {
     Html,
     Csv,
     Json,
+    /// Uploaded only: the stored content is the text extracted from the PDF.
+    Pdf,
+    /// Uploaded only: the stored content is the text extracted from the document.
+    Docx,
 }
 
 impl FileType {
@@ -52,6 +56,8 @@ impl FileType {
             FileType::Html => "html",
             FileType::Csv => "csv",
             FileType::Json => "json",
+            FileType::Pdf => "pdf",
+            FileType::Docx => "docx",
         }
     }
 }

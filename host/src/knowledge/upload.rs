@@ -74,21 +74,78 @@ fn file_type_of(name: &str) -> Option<FileType> {
         "html" | "htm" => FileType::Html,
         "csv" => FileType::Csv,
         "json" => FileType::Json,
+        "pdf" => FileType::Pdf,
+        "docx" => FileType::Docx,
         _ => return None,
     })
 }
 
+/// The text of a PDF: every page's, bounded in how far its streams may inflate.
+fn pdf_text(bytes: &[u8]) -> Result<String, String> {
+    let doc =
+        lopdf::Document::load_mem(bytes).map_err(|e| format!("the PDF cannot be read: {e}"))?;
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    if pages.is_empty() {
+        return Err("the PDF has no pages".to_owned());
+    }
+    doc.extract_text_with_limit(&pages, 64 * 1024 * 1024)
+        .map_err(|e| format!("the PDF's text cannot be read: {e}"))
+}
+
+/// The text of a DOCX: the runs of `word/document.xml`, a line per paragraph.
+fn docx_text(bytes: &[u8]) -> Result<String, String> {
+    use quick_xml::events::Event;
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))
+        .map_err(|e| format!("the DOCX is not a valid archive: {e}"))?;
+    let mut xml = String::new();
+    archive
+        .by_name("word/document.xml")
+        .map_err(|_| "the DOCX has no word/document.xml".to_owned())?
+        .take(64 * 1024 * 1024)
+        .read_to_string(&mut xml)
+        .map_err(|e| format!("the DOCX cannot be read: {e}"))?;
+    let mut reader = quick_xml::Reader::from_str(&xml);
+    let mut out = String::new();
+    let mut in_text = false;
+    loop {
+        match reader.read_event() {
+            Ok(Event::Start(e)) if e.name().as_ref() == b"w:t" => in_text = true,
+            Ok(Event::End(e)) => match e.name().as_ref() {
+                b"w:t" => in_text = false,
+                b"w:p" => out.push('\n'),
+                _ => {}
+            },
+            Ok(Event::Empty(e)) if e.name().as_ref() == b"w:tab" => out.push('\t'),
+            Ok(Event::Text(t)) if in_text => out.push_str(
+                &t.xml_content()
+                    .map_err(|e| format!("the DOCX text is malformed: {e}"))?,
+            ),
+            Ok(Event::Eof) => break,
+            Err(e) => return Err(format!("the DOCX XML is malformed: {e}")),
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
 /// The text of a file, or why there is none.
 pub fn extract(file_type: FileType, bytes: &[u8]) -> Result<String, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "the file is not UTF-8 text".to_owned())?;
+    let text = match file_type {
+        FileType::Pdf => pdf_text(bytes)?,
+        FileType::Docx => docx_text(bytes)?,
+        _ => std::str::from_utf8(bytes)
+            .map_err(|_| "the file is not UTF-8 text".to_owned())?
+            .to_owned(),
+    };
     if file_type == FileType::Json {
-        serde_json::from_str::<serde_json::Value>(text)
+        serde_json::from_str::<serde_json::Value>(&text)
             .map_err(|e| format!("the file is not valid JSON: {e}"))?;
     }
     if text.trim().is_empty() {
         return Err("the file holds no text".to_owned());
     }
-    Ok(text.to_owned())
+    Ok(text)
 }
 
 const FILE_COLUMNS: &str = "id, file_name, size_bytes, status, reason, document_id, updated_at";
@@ -98,7 +155,7 @@ const FILE_COLUMNS: &str = "id, file_name, size_bytes, status, reason, document_
 /// once; unsupported, oversize and duplicate files are reported without being queued.
 #[utoipa::path(post, path = "/api/knowledge/upload/bulk", tag = "knowledge", security(("bearer" = [])),
     request_body(content_type = "multipart/form-data",
-        description = "`files`: up to 100 files (txt, md, html, csv, json), 10 MiB each, 50 MiB in all"),
+        description = "`files`: up to 100 files (txt, md, html, csv, json, pdf, docx), 10 MiB each, 50 MiB in all"),
     responses((status = 202, body = UploadStatus), (status = 413, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)))]
 async fn upload(
