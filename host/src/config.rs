@@ -76,6 +76,9 @@ pub struct Config {
     /// `NOVA_MODEL_PRICES`: US dollars per million prompt/completion tokens by model, as
     /// `model=prompt/completion,…`; added to (and overriding) the built-in table.
     pub model_prices: std::collections::BTreeMap<String, (f64, f64)>,
+    /// `NOVA_JOB_LEASE_SECS`: how long a background job stays claimed by a worker; a job whose
+    /// worker died is taken up again after it.
+    pub job_lease_secs: i64,
 }
 
 impl Default for Config {
@@ -114,6 +117,7 @@ impl Default for Config {
             .into_iter()
             .map(|(m, p)| (m.to_owned(), p))
             .collect(),
+            job_lease_secs: 30,
         }
     }
 }
@@ -145,6 +149,7 @@ struct FileConfig {
     espeak: Option<String>,
     max_audio_bytes: Option<usize>,
     model_prices: Option<String>,
+    job_lease_secs: Option<i64>,
 }
 
 impl Config {
@@ -306,6 +311,13 @@ impl Config {
                 c.model_prices.insert(model, price);
             }
         }
+        c.job_lease_secs = number(
+            "NOVA_JOB_LEASE_SECS",
+            env("NOVA_JOB_LEASE_SECS"),
+            file.job_lease_secs,
+            c.job_lease_secs,
+            1..=3600,
+        )?;
         c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
             Some(v) if v == "off" => None,
             Some(v) => Some(v),

@@ -1,7 +1,7 @@
 //! Durable background jobs: a `jobs` table, claimed one at a time under a lease (with
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL, under SQLite's write lock otherwise). A job whose
-//! worker died (a crash, a kill -9) is claimed again by any host once its lease of
-//! [`LEASE_SECONDS`] runs out.
+//! worker died (a crash, a kill -9) is claimed again by any host once its lease
+//! (`NOVA_JOB_LEASE_SECS`) runs out.
 
 use std::time::Duration;
 
@@ -12,7 +12,6 @@ use crate::db::{Tx, new_id, now};
 use crate::error::AppResult;
 use crate::state::AppState;
 
-pub const LEASE_SECONDS: i64 = 30;
 const MAX_ATTEMPTS: i64 = 3;
 
 /// Adds a job inside the caller's transaction: it runs only if that commits.
@@ -51,7 +50,11 @@ async fn claim(state: &AppState) -> AppResult<Option<Job>> {
                     ORDER BY created_at LIMIT 1{skip_locked})
                  RETURNING id, kind, payload, attempts"
             ),
-            args![now() + chrono::Duration::seconds(LEASE_SECONDS), now(), now()],
+            args![
+                now() + chrono::Duration::seconds(state.config.job_lease_secs),
+                now(),
+                now()
+            ],
         )
         .await?;
     tx.commit().await?;

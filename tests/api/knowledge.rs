@@ -889,3 +889,152 @@ async fn pdf_and_docx_uploads(app: TestApp) {
     );
 }
 on_both!(pdf_and_docx_uploads);
+
+/// A host killed with SIGKILL during a bulk upload loses no file: after a restart, every file
+/// ends indexed or failed with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_upload_loses_no_file() {
+    use reqwest::multipart::{Form, Part};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let database_url = format!("sqlite://{}", dir.path().join("nova.db").display());
+    let start = |port: u16| {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_nova"))
+            .env_clear()
+            .env("DATABASE_URL", &database_url)
+            .env("NOVA_DATA_DIR", dir.path())
+            .env("NOVA_BIND", format!("127.0.0.1:{port}"))
+            .env("NOVA_JOB_LEASE_SECS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start nova")
+    };
+    let client = reqwest::Client::new();
+    let ready = |base: String| {
+        let client = client.clone();
+        async move {
+            for _ in 0..100 {
+                if client
+                    .get(format!("{base}/readyz"))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+                {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("{base} did not become ready");
+        }
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut first = start(port);
+    ready(base.clone()).await;
+    let session: serde_json::Value = client
+        .post(format!("{base}/api/auth/register"))
+        .json(&json!({"email": "alice@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = session["token"].as_str().unwrap().to_owned();
+    let mut form = Form::new();
+    for i in 0..40 {
+        let body = format!(
+            "Document {i}. {}",
+            "Policies explained in detail. ".repeat(400)
+        );
+        form = form.part(
+            "files",
+            Part::bytes(body.into_bytes()).file_name(format!("doc-{i}.txt")),
+        );
+    }
+    let accepted: serde_json::Value = client
+        .post(format!("{base}/api/knowledge/upload/bulk"))
+        .bearer_auth(&token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upload_id = accepted["upload_id"].as_str().unwrap().to_owned();
+    // Wait until the worker has started on the files, then kill it mid-work.
+    let mut midway = serde_json::Value::Null;
+    for _ in 0..500 {
+        midway = client
+            .get(format!("{base}/api/knowledge/upload/bulk/{upload_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if midway["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["status"] != "queued")
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        midway["done"], false,
+        "the host is killed while files are still waiting"
+    );
+    // Killed mid-work.
+    let pid = first.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    let _ = first.wait().await;
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _second = start(port);
+    ready(base.clone()).await;
+    let mut status = serde_json::Value::Null;
+    for _ in 0..300 {
+        status = client
+            .get(format!("{base}/api/knowledge/upload/bulk/{upload_id}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if status["done"] == true {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["done"], true, "{status}");
+    let files = status["files"].as_array().unwrap();
+    assert_eq!(files.len(), 40);
+    for f in files {
+        match f["status"].as_str().unwrap() {
+            "indexed" => assert!(f["document_id"].is_string()),
+            "failed" => assert!(f["reason"].is_string()),
+            other => panic!("a file ended {other}: {f}"),
+        }
+    }
+    assert!(files.iter().all(|f| f["status"] == "indexed"), "{status}");
+}
