@@ -577,6 +577,37 @@ async fn agents_answer_from_knowledge(app: TestApp) {
 }
 on_both!(agents_answer_from_knowledge);
 
+/// Posts a multipart upload; the status and the JSON answer.
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    form: reqwest::multipart::Form,
+) -> (u16, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/knowledge/upload/bulk", app.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or_default())
+}
+
+/// The upload's status once every file is done (within 10 s).
+async fn until_done(app: &TestApp, token: &str, upload_id: &str) -> serde_json::Value {
+    for _ in 0..100 {
+        let status = app
+            .get(&format!("/api/knowledge/upload/bulk/{upload_id}"), token)
+            .await
+            .body;
+        if status["done"] == true {
+            return status;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("upload {upload_id} not done within 10 s");
+}
+
 async fn bulk_upload_with_progress(app: TestApp) {
     use reqwest::multipart::{Form, Part};
     let alice = app.register("alice").await;
@@ -612,15 +643,8 @@ async fn bulk_upload_with_progress(app: TestApp) {
         .part("files", file("tool.exe", b"MZ\x90\x00"))
         .text("category", "Support")
         .text("tags", "faq, policies");
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/knowledge/upload/bulk", app.base))
-        .bearer_auth(&alice.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 202);
-    let accepted: serde_json::Value = res.json().await.unwrap();
+    let (status, accepted) = upload(&app, &alice.token, form).await;
+    assert_eq!(status, 202);
     let upload_id = accepted["upload_id"].as_str().unwrap().to_owned();
     let statuses = column(&accepted, "files", "status");
     assert_eq!(
@@ -649,21 +673,7 @@ async fn bulk_upload_with_progress(app: TestApp) {
     );
 
     // Progress until every file is done.
-    let mut done = accepted.clone();
-    for _ in 0..100 {
-        done = app
-            .get(
-                &format!("/api/knowledge/upload/bulk/{upload_id}"),
-                &alice.token,
-            )
-            .await
-            .body;
-        if done["done"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(done["done"], true, "{done}");
+    let done = until_done(&app, &alice.token, &upload_id).await;
     assert_eq!(
         column(&done, "files", "status"),
         [
@@ -706,16 +716,12 @@ async fn bulk_upload_with_progress(app: TestApp) {
     assert_eq!(column(&hits.body, "results", "title"), ["shipping"]);
 
     // Uploading the same file again: reported as a duplicate at once.
-    let again = reqwest::Client::new()
-        .post(format!("{}/api/knowledge/upload/bulk", app.base))
-        .bearer_auth(&alice.token)
-        .multipart(Form::new().part("files", file("returns-again.md", REFUNDS.as_bytes())))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let (_, again) = upload(
+        &app,
+        &alice.token,
+        Form::new().part("files", file("returns-again.md", REFUNDS.as_bytes())),
+    )
+    .await;
     assert_eq!(again["files"][0]["status"], "duplicate");
     let bob = app.register("bob").await;
     assert_problem(
@@ -726,14 +732,8 @@ async fn bulk_upload_with_progress(app: TestApp) {
         .await,
         404,
     );
-    let empty = reqwest::Client::new()
-        .post(format!("{}/api/knowledge/upload/bulk", app.base))
-        .bearer_auth(&alice.token)
-        .multipart(Form::new().text("category", "x"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(empty.status().as_u16(), 422);
+    let (status, _) = upload(&app, &alice.token, Form::new().text("category", "x")).await;
+    assert_eq!(status, 422);
 }
 on_both!(bulk_upload_with_progress);
 
@@ -828,28 +828,8 @@ async fn pdf_and_docx_uploads(app: TestApp) {
             "files",
             file("corrupt.docx", b"PK\x03\x04 broken archive".to_vec()),
         );
-    let accepted: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/knowledge/upload/bulk", app.base))
-        .bearer_auth(&alice.token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = accepted["upload_id"].as_str().unwrap().to_owned();
-    let mut done = accepted;
-    for _ in 0..100 {
-        done = app
-            .get(&format!("/api/knowledge/upload/bulk/{id}"), &alice.token)
-            .await
-            .body;
-        if done["done"] == true {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (_, accepted) = upload(&app, &alice.token, form).await;
+    let done = until_done(&app, &alice.token, accepted["upload_id"].as_str().unwrap()).await;
     assert_eq!(
         column(&done, "files", "status"),
         ["indexed", "indexed", "failed", "failed"],

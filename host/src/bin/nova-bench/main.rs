@@ -4,11 +4,13 @@
 //! cargo run --release -p nova-host --bin nova-bench -- projects --projects 10000
 //! cargo run --release -p nova-host --bin nova-bench -- sockets --clients 5000
 //! cargo run --release -p nova-host --bin nova-bench -- dashboard --messages 10000,1000000
+//! cargo run --release -p nova-host --bin nova-bench -- search --chunks 100000
 //! ```
 
 mod dashboard;
 mod http;
 mod projects;
+mod search;
 mod sockets;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +30,8 @@ enum Bench {
     Sockets(sockets::Args),
     /// GET /api/dashboard/analytics at growing message counts.
     Dashboard(dashboard::Args),
+    /// Knowledge ingest throughput and search latency over many chunks.
+    Search(search::Args),
 }
 
 #[tokio::main]
@@ -43,5 +47,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Projects(args) => projects::run(args).await,
         Bench::Sockets(args) => sockets::run(args).await,
         Bench::Dashboard(args) => dashboard::run(args).await,
+        Bench::Search(args) => search::run(args).await,
     }
 }
