@@ -42,6 +42,11 @@ pub async fn serve(
             sockets.begin_shutdown();
         })
         .await?;
+    // Sockets were told to close (1001); give them a moment to do it.
+    state
+        .sockets
+        .drained(std::time::Duration::from_secs(5))
+        .await;
     state.db.close().await;
     Ok(())
 }

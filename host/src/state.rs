@@ -25,6 +25,49 @@ pub struct AppState {
     /// Turns true when the host shuts down: sockets close with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     shutdown_trigger: Arc<tokio::sync::watch::Sender<bool>>,
+    /// Open sockets: shutdown waits for them to say goodbye (axum does not track
+    /// upgraded connections).
+    pub sockets: Arc<OpenSockets>,
+}
+
+/// A count of open sockets that shutdown can wait on.
+#[derive(Default)]
+pub struct OpenSockets {
+    open: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+/// Held while a socket is open.
+pub struct SocketGuard(Arc<OpenSockets>);
+
+impl Drop for SocketGuard {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
+}
+
+impl OpenSockets {
+    pub fn enter(self: &Arc<Self>) -> SocketGuard {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        SocketGuard(self.clone())
+    }
+
+    /// Waits until every socket is closed, or `limit` passes.
+    pub async fn drained(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, async {
+            loop {
+                let notified = self.closed.notified();
+                if self.open.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
 }
 
 impl AppState {
@@ -61,6 +104,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             shutdown,
             shutdown_trigger: Arc::new(shutdown_trigger),
+            sockets: Arc::default(),
         })
     }
 

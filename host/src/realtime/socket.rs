@@ -116,6 +116,7 @@ enum Outcome {
 }
 
 async fn run(state: AppState, socket: WebSocket, user_id: Uuid, kind: Kind) {
+    let _open = state.sockets.enter();
     let channel = match &kind {
         Kind::Chat { session_id, .. } => format!("chat:{session_id}"),
         Kind::Notifications => format!("user:{user_id}"),
