@@ -5,13 +5,10 @@
 use std::time::Instant;
 
 use anyhow::Context;
-use nova_host::config::Secret;
-use nova_host::{AppState, Config};
 use serde_json::json;
-use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::http::{Conn, percentile, temp_dir};
+use crate::http::{InProcessHost, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -26,31 +23,16 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let dir = temp_dir()?;
-    let database_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.join("bench.db").display()));
-    let config = Config {
-        database_url: Some(Secret(database_url)),
-        data_dir: dir.clone(),
-        ..Config::default()
-    };
-    let state = AppState::build(config).await?;
+    let InProcessHost {
+        dir,
+        state,
+        mut conn,
+        token,
+        ..
+    } = InProcessHost::start(|_| {}).await?;
     let db = state.db.clone();
     let cache = state.cache.clone();
     let backend = db.backend_name();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(nova_host::serve(listener, state, std::future::pending()));
-    let mut conn = Conn::open(addr).await?;
-    let session = conn
-        .request(
-            "POST",
-            "/api/auth/register",
-            None,
-            Some(json!({"email": "bench@example.com", "password": "benchmark password"})),
-        )
-        .await?;
-    let token = session["token"].as_str().context("no token")?.to_owned();
     let me = conn
         .request("GET", "/api/user/me", Some(&token), None)
         .await?;

@@ -95,6 +95,57 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
+/// A host served by this process on a fresh database (SQLite in a temp dir, or the empty
+/// database `DATABASE_URL` names), with a registered user.
+pub struct InProcessHost {
+    pub dir: std::path::PathBuf,
+    pub state: nova_host::AppState,
+    pub addr: std::net::SocketAddr,
+    pub conn: Conn,
+    pub token: String,
+}
+
+impl InProcessHost {
+    pub async fn start(
+        configure: impl FnOnce(&mut nova_host::Config),
+    ) -> anyhow::Result<InProcessHost> {
+        let dir = temp_dir()?;
+        let database_url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| format!("sqlite://{}", dir.join("bench.db").display()));
+        let mut config = nova_host::Config {
+            database_url: Some(nova_host::config::Secret(database_url)),
+            data_dir: dir.clone(),
+            ..nova_host::Config::default()
+        };
+        configure(&mut config);
+        let state = nova_host::AppState::build(config).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(nova_host::serve(
+            listener,
+            state.clone(),
+            std::future::pending(),
+        ));
+        let mut conn = Conn::open(addr).await?;
+        let session = conn
+            .request(
+                "POST",
+                "/api/auth/register",
+                None,
+                Some(serde_json::json!({"email": "bench@example.com", "password": "benchmark password"})),
+            )
+            .await?;
+        let token = session["token"].as_str().context("no token")?.to_owned();
+        Ok(InProcessHost {
+            dir,
+            state,
+            addr,
+            conn,
+            token,
+        })
+    }
+}
+
 /// The `p` quantile (0–1) of sorted durations, in milliseconds.
 pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {

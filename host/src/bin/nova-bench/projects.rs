@@ -6,12 +6,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use nova_host::config::Secret;
-use nova_host::{AppState, Config};
 use serde_json::json;
 use tokio::net::TcpListener;
 
-use crate::http::{Conn, percentile, temp_dir};
+use crate::http::{Conn, InProcessHost, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -27,21 +25,15 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let dir = temp_dir()?;
-    let database_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.join("bench.db").display()));
-    let config = Config {
-        database_url: Some(Secret(database_url.clone())),
-        data_dir: dir.clone(),
-        bulk_rate_limit_per_minute: 100_000,
-        ..Config::default()
-    };
-    let state = AppState::build(config).await?;
+    let InProcessHost {
+        dir,
+        state,
+        addr: nova,
+        conn: mut client,
+        token,
+    } = InProcessHost::start(|c| c.bulk_rate_limit_per_minute = 100_000).await?;
     let backend = state.db.backend_name();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let nova = listener.local_addr()?;
     let db = state.db.clone();
-    tokio::spawn(nova_host::serve(listener, state, std::future::pending()));
 
     let bare_listener = TcpListener::bind("127.0.0.1:0").await?;
     let bare = bare_listener.local_addr()?;
@@ -50,20 +42,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         axum::routing::get(|| async { axum::Json(json!({"ok": true})) }),
     );
     tokio::spawn(async move { axum::serve(bare_listener, bare_app).await });
-
-    let mut client = Conn::open(nova).await?;
-    let session = client
-        .request(
-            "POST",
-            "/api/auth/register",
-            None,
-            Some(json!({"email": "bench@example.com", "password": "benchmark password"})),
-        )
-        .await?;
-    let token = session["token"]
-        .as_str()
-        .context("register returned no token")?
-        .to_owned();
 
     let seeded = Instant::now();
     seed(&mut client, &token, args.projects).await?;

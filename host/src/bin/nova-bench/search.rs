@@ -5,14 +5,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use nova_host::config::Secret;
-use nova_host::{AppState, Config};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use serde_json::Value;
 
-use crate::http::{Conn, percentile, temp_dir};
+use crate::http::{InProcessHost, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -58,30 +55,15 @@ fn document(rng: &mut StdRng, words: &[String], index: usize) -> String {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let dir = temp_dir()?;
-    let database_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}", dir.join("bench.db").display()));
-    let config = Config {
-        database_url: Some(Secret(database_url)),
-        data_dir: dir.clone(),
-        ..Config::default()
-    };
-    let state = AppState::build(config).await?;
+    let InProcessHost {
+        dir,
+        state,
+        addr,
+        mut conn,
+        token,
+    } = InProcessHost::start(|_| {}).await?;
     let db = state.db.clone();
     let backend = db.backend_name();
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(nova_host::serve(listener, state, std::future::pending()));
-    let mut conn = Conn::open(addr).await?;
-    let session = conn
-        .request(
-            "POST",
-            "/api/auth/register",
-            None,
-            Some(json!({"email": "bench@example.com", "password": "benchmark password"})),
-        )
-        .await?;
-    let token = session["token"].as_str().context("no token")?.to_owned();
 
     let mut rng = StdRng::seed_from_u64(42);
     let words = vocabulary(&mut rng);
