@@ -991,7 +991,7 @@ async fn kill_9_during_upload_loses_no_file() {
     let _second = start(port);
     ready(base.clone()).await;
     let mut status = serde_json::Value::Null;
-    for _ in 0..300 {
+    for _ in 0..600 {
         status = client
             .get(format!("{base}/api/knowledge/upload/bulk/{upload_id}"))
             .bearer_auth(&token)
