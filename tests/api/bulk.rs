@@ -299,21 +299,8 @@ async fn bulk_is_rate_limited_per_user() {
 /// Two replicas on one database and one Redis count a user's bulk requests together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_is_shared_through_redis() {
-    let Some(redis) = std::env::var("NOVA_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: NOVA_TEST_REDIS_URL is not set: the Redis rate-limit test passes without running"
-        );
+    let Some((redis, backend)) = crate::helpers::redis_and_backend("Redis rate-limit") else {
         return;
-    };
-    let backend = if std::env::var("NOVA_TEST_POSTGRES_URL").is_ok() {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
     };
     let configure = |c: &mut nova_host::Config| {
         c.bulk_rate_limit_per_minute = 4;

@@ -87,6 +87,27 @@ fn postgres_admin_url() -> Option<String> {
     url
 }
 
+/// The Redis URL for tests that need one (saying so when `NOVA_TEST_REDIS_URL` is unset), and
+/// the backend to run them on: PostgreSQL when configured, else SQLite.
+pub fn redis_and_backend(test: &str) -> Option<(String, Backend)> {
+    let Some(redis) = std::env::var("NOVA_TEST_REDIS_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: NOVA_TEST_REDIS_URL is not set: the {test} test passes without running"
+        );
+        return None;
+    };
+    let backend = if std::env::var("NOVA_TEST_POSTGRES_URL").is_ok() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    Some((redis, backend))
+}
+
 /// Runs `scenario` against a fresh host on `backend`, then tears it down.
 pub async fn run<F, Fut>(backend: Backend, scenario: F)
 where

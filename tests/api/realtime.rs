@@ -246,21 +246,8 @@ on_both!(live_chat_and_replay);
 /// socket held by the other, and a host that shuts down closes its sockets with 1001.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_cross_replicas_through_redis() {
-    let Some(redis) = std::env::var("NOVA_TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: NOVA_TEST_REDIS_URL is not set: the two-replica test passes without running"
-        );
+    let Some((redis, backend)) = crate::helpers::redis_and_backend("two-replica") else {
         return;
-    };
-    let backend = if std::env::var("NOVA_TEST_POSTGRES_URL").is_ok() {
-        Backend::Postgres
-    } else {
-        Backend::Sqlite
     };
     let redis_for_a = redis.clone();
     run_with(
