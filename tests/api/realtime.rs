@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Backend, Socket, TestApp, assert_problem, connect, events_until, mock_ai, next_event, run_with,
+    Socket, TestApp, assert_problem, connect, events_until, mock_ai, next_event, run_with,
 };
 use crate::on_both;
 
