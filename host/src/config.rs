@@ -79,6 +79,11 @@ pub struct Config {
     /// `NOVA_JOB_LEASE_SECS`: how long a background job stays claimed by a worker; a job whose
     /// worker died is taken up again after it.
     pub job_lease_secs: i64,
+    /// `NOVA_PLUGIN_TIMEOUT_MS`: the wall-clock deadline of one plugin call (its host calls
+    /// included); past it the plugin is stopped.
+    pub plugin_timeout_ms: u64,
+    /// `NOVA_PLUGIN_MEMORY_MB`: the memory limit of one plugin instance.
+    pub plugin_memory_mb: u64,
 }
 
 impl Default for Config {
@@ -118,6 +123,8 @@ impl Default for Config {
             .map(|(m, p)| (m.to_owned(), p))
             .collect(),
             job_lease_secs: 30,
+            plugin_timeout_ms: 1_000,
+            plugin_memory_mb: 64,
         }
     }
 }
@@ -150,6 +157,8 @@ struct FileConfig {
     max_audio_bytes: Option<usize>,
     model_prices: Option<String>,
     job_lease_secs: Option<i64>,
+    plugin_timeout_ms: Option<u64>,
+    plugin_memory_mb: Option<u64>,
 }
 
 impl Config {
@@ -317,6 +326,20 @@ impl Config {
             file.job_lease_secs,
             c.job_lease_secs,
             1..=3600,
+        )?;
+        c.plugin_timeout_ms = number(
+            "NOVA_PLUGIN_TIMEOUT_MS",
+            env("NOVA_PLUGIN_TIMEOUT_MS"),
+            file.plugin_timeout_ms,
+            c.plugin_timeout_ms,
+            10..=60_000,
+        )?;
+        c.plugin_memory_mb = number(
+            "NOVA_PLUGIN_MEMORY_MB",
+            env("NOVA_PLUGIN_MEMORY_MB"),
+            file.plugin_memory_mb,
+            c.plugin_memory_mb,
+            4..=4_096,
         )?;
         c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
             Some(v) if v == "off" => None,

@@ -58,6 +58,15 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// The body of every error response (RFC 9457).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -85,6 +94,16 @@ impl AppError {
                 message,
             }],
         }
+    }
+
+    /// A 422 about several fields.
+    pub fn fields(errors: Vec<FieldError>) -> AppError {
+        let detail = errors
+            .iter()
+            .map(|e| format!("`{}`: {}", e.field, e.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        AppError::Unprocessable { detail, errors }
     }
 
     pub fn forbidden(what: impl Into<String>) -> AppError {

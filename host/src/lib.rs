@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod knowledge;
+pub mod plugins;
 pub mod projects;
 pub mod ratelimit;
 pub mod realtime;

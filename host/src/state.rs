@@ -28,6 +28,8 @@ pub struct AppState {
     /// Open sockets: shutdown waits for them to say goodbye (axum does not track
     /// upgraded connections).
     pub sockets: Arc<OpenSockets>,
+    /// The plugin sandbox, with the compiled components.
+    pub plugins: crate::plugins::Runtime,
 }
 
 /// A count of open sockets that shutdown can wait on.
@@ -92,6 +94,15 @@ impl AppState {
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
+        crate::plugins::sync_builtins(&db).await?;
+        let plugins = crate::plugins::Runtime::new(
+            crate::plugins::Limits {
+                deadline: std::time::Duration::from_millis(config.plugin_timeout_ms),
+                memory_bytes: (config.plugin_memory_mb as usize) << 20,
+            },
+            db.clone(),
+            http.clone(),
+        )?;
         let (shutdown_trigger, shutdown) = tokio::sync::watch::channel(false);
         Ok(AppState {
             config: Arc::new(config),
@@ -105,6 +116,7 @@ impl AppState {
             shutdown,
             shutdown_trigger: Arc::new(shutdown_trigger),
             sockets: Arc::default(),
+            plugins,
         })
     }
 

@@ -10,6 +10,7 @@ mod cli;
 mod knowledge;
 mod permissions;
 mod platform;
+mod plugins;
 mod projects;
 mod realtime;
 mod team;

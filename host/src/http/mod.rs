@@ -37,7 +37,8 @@ use crate::state::AppState;
         (name = "projects", description = "Agents: CRUD, sharing, bulk operations, templates, performance"),
         (name = "chat", description = "Chat sessions, messages, ratings, conversation templates and voice"),
         (name = "analytics", description = "Dashboard, recommendations, conversation insights, A/B tests and usage; figures are defined on each endpoint"),
-        (name = "knowledge", description = "Documents, versions and full-text search"),
+        (name = "knowledge", description = "Documents, versions, full-text search and auto-tagging"),
+        (name = "plugins", description = "Plugin marketplace, packages, installations and their invocation log"),
         (name = "realtime", description = "WebSocket tickets; sockets at /ws/chat/{session_id} and /ws/notifications/{user_id}"),
     )
 )]
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::realtime::router())
         .merge(crate::analytics::router())
         .merge(crate::knowledge::router())
+        .merge(crate::plugins::router())
         .split_for_parts();
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");

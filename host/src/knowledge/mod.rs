@@ -5,6 +5,7 @@
 
 mod analytics;
 pub mod answer;
+mod auto_tag;
 mod documents;
 mod index;
 mod search;
@@ -31,6 +32,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(search::router())
         .merge(analytics::router())
         .merge(upload::router())
+        .merge(auto_tag::router())
 }
 
 /// The formats whose text Nova reads.

@@ -1,7 +1,7 @@
 //! `/api/team/*`: team workspaces and their members, and `/api/audit-log`.
 //! Every resource belongs to a workspace; membership and role decide what a user may do.
 
-mod audit;
+pub mod audit;
 mod members;
 mod workspaces;
 

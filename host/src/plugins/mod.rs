@@ -1,0 +1,227 @@
+//! Plugins: sandboxed WASM components (`wit/`) for integrations, automation actions, webhook
+//! handlers, auto-taggers and analytics exporters. Instance admins upload packages
+//! (`/api/plugins`); workspace admins install, configure, enable and test them
+//! (`/api/integrations/*`); the rest of the host calls them through [`invoke`].
+
+pub mod manifest;
+mod marketplace;
+mod registry;
+pub mod runtime;
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+use sqlx::types::Json as SqlJson;
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+pub use manifest::{Capability, Kind, Manifest};
+pub use runtime::{Call, Limits, Outcome, Output, PluginError, Runtime};
+
+use crate::args;
+use crate::auth::hash_bytes;
+use crate::db::{Db, new_id, now};
+use crate::error::AppResult;
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(registry::router())
+        .merge(marketplace::router())
+}
+
+/// The plugins built into this host (`plugins/*`): (crate, manifest, component), embedded by
+/// the build script.
+const BUILT_IN: &[(&str, &str, &[u8])] = &include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+
+/// Records the built-in plugins in the plugins table at start (new ones, or changed ones:
+/// installations of a built-in follow its new digest, as the host binary is trusted).
+pub async fn sync_builtins(db: &Db) -> anyhow::Result<()> {
+    for (crate_name, manifest_text, wasm) in BUILT_IN {
+        let manifest = Manifest::parse(manifest_text)
+            .map_err(|e| anyhow::anyhow!("the manifest of plugins/{crate_name}: {e:?}"))?;
+        let digest = hash_bytes(wasm);
+        let known: Option<(String,)> = db
+            .fetch_optional(
+                "SELECT sha256 FROM plugins WHERE id = $1",
+                args![manifest.id.clone()],
+            )
+            .await?;
+        if known.as_ref().is_some_and(|(d,)| *d == digest) {
+            continue;
+        }
+        let at = now();
+        db.execute(
+            "INSERT INTO plugins (id, name, version, kind, manifest, sha256, wasm, builtin, uploaded_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $9)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version,
+                kind = excluded.kind, manifest = excluded.manifest, sha256 = excluded.sha256,
+                wasm = excluded.wasm, builtin = excluded.builtin, updated_at = excluded.updated_at",
+            args![
+                manifest.id.clone(),
+                manifest.name.clone(),
+                manifest.version.clone(),
+                manifest.kind.as_str(),
+                serde_json::to_value(&manifest)?,
+                digest.clone(),
+                wasm.to_vec(),
+                true,
+                at
+            ],
+        )
+        .await?;
+        db.execute(
+            "UPDATE plugin_installations SET approved_sha256 = $1 WHERE plugin_id = $2",
+            args![digest, manifest.id.clone()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// An installation of a plugin in a workspace, with what a call needs of its plugin.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Installed {
+    pub installation_id: Uuid,
+    pub plugin_id: String,
+    pub workspace_id: Uuid,
+    pub enabled: bool,
+    pub config: SqlJson<Map<String, Value>>,
+    pub secrets: Option<String>,
+    pub http_hosts: SqlJson<Vec<String>>,
+    pub approved_sha256: String,
+    pub sha256: String,
+    pub manifest: SqlJson<Manifest>,
+}
+
+const INSTALLED: &str = "SELECT i.id AS installation_id, i.plugin_id, i.workspace_id, i.enabled,
+        i.config, i.secrets, i.http_hosts, i.approved_sha256, p.sha256, p.manifest
+     FROM plugin_installations i JOIN plugins p ON p.id = i.plugin_id";
+
+/// A workspace's installation of `plugin_id`.
+pub async fn installed(
+    db: &Db,
+    workspace_id: Uuid,
+    plugin_id: &str,
+) -> AppResult<Option<Installed>> {
+    Ok(db
+        .fetch_optional(
+            &format!("{INSTALLED} WHERE i.workspace_id = $1 AND i.plugin_id = $2"),
+            args![workspace_id, plugin_id],
+        )
+        .await?)
+}
+
+/// A workspace's enabled installations of plugins of `kind`.
+pub async fn enabled_of_kind(db: &Db, workspace_id: Uuid, kind: Kind) -> AppResult<Vec<Installed>> {
+    Ok(db
+        .fetch_all(
+            &format!(
+                "{INSTALLED} WHERE i.workspace_id = $1 AND i.enabled = $2 AND p.kind = $3
+                 ORDER BY i.plugin_id"
+            ),
+            args![workspace_id, true, kind.as_str()],
+        )
+        .await?)
+}
+
+/// Calls an installed plugin once and records the call in its invocation log. The outer
+/// error is the host's (storage); the inner one the plugin's, which the caller reports.
+pub async fn invoke(
+    state: &AppState,
+    installed: &Installed,
+    operation: &str,
+    call: Call,
+) -> AppResult<Result<Outcome, PluginError>> {
+    let started = Instant::now();
+    let result = match prepare(state, installed).await? {
+        Ok(grants) => state.plugins.call(&installed.sha256, grants, call).await,
+        Err(refused) => Err(refused),
+    };
+    let (status, error) = match &result {
+        Ok(_) => ("ok", None),
+        Err(e) => ("error", Some(e.to_string())),
+    };
+    if let Some(e) = &error {
+        tracing::warn!(
+            plugin = installed.plugin_id,
+            operation,
+            "plugin call failed: {e}"
+        );
+    }
+    state
+        .db
+        .execute(
+            "INSERT INTO plugin_invocations (id, plugin_id, workspace_id, operation, status, duration_us, error, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            args![
+                new_id(),
+                installed.plugin_id.clone(),
+                installed.workspace_id,
+                operation,
+                status,
+                started.elapsed().as_micros() as i64,
+                error,
+                now()
+            ],
+        )
+        .await?;
+    Ok(result)
+}
+
+/// Loads the component (checking its bytes against the recorded digest) and the grants of the
+/// installation, or says why the plugin may not run.
+async fn prepare(
+    state: &AppState,
+    installed: &Installed,
+) -> AppResult<Result<runtime::Grants, PluginError>> {
+    if installed.approved_sha256 != installed.sha256 {
+        return Ok(Err(PluginError::Unapproved));
+    }
+    let manifest = &installed.manifest.0;
+    if !state.plugins.is_loaded(&installed.sha256) {
+        let (wasm,): (Vec<u8>,) = state
+            .db
+            .fetch_one(
+                "SELECT wasm FROM plugins WHERE id = $1",
+                args![installed.plugin_id.clone()],
+            )
+            .await?;
+        if hash_bytes(&wasm) != installed.sha256 {
+            return Ok(Err(PluginError::Tampered));
+        }
+        if let Err(e) = state
+            .plugins
+            .prepare(&installed.sha256, manifest.kind, &wasm)
+        {
+            return Ok(Err(e));
+        }
+    }
+    let mut config: HashMap<String, String> = installed
+        .config
+        .0
+        .iter()
+        .map(|(k, v)| (k.clone(), setting_text(v)))
+        .collect();
+    if let Some(sealed) = &installed.secrets {
+        let secrets: Map<String, Value> =
+            serde_json::from_str(&state.secrets.decrypt(sealed)?).map_err(anyhow::Error::from)?;
+        config.extend(secrets.iter().map(|(k, v)| (k.clone(), setting_text(v))));
+    }
+    Ok(Ok(runtime::Grants {
+        plugin_id: installed.plugin_id.clone(),
+        workspace_id: Some(installed.workspace_id),
+        capabilities: manifest.capabilities.clone(),
+        http_hosts: installed.http_hosts.0.clone(),
+        config,
+    }))
+}
+
+/// A setting as the plugin's `config.get` returns it: strings as they are, the rest as JSON.
+fn setting_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,286 @@
+//! `/api/plugins`: instance admins upload plugin packages and remove them; admins read the
+//! invocation log.
+
+use axum::Json;
+use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::Manifest;
+use super::marketplace::{PluginView, plugin_view};
+use crate::args;
+use crate::auth::{AuthUser, hash_bytes};
+use crate::db::{Arg, Page, PageQuery, now};
+use crate::error::{AppError, AppPath, AppQuery, AppResult};
+use crate::state::AppState;
+use crate::team::{Role, require_role};
+
+/// The largest component accepted.
+const MAX_WASM_BYTES: usize = 20 * 1024 * 1024;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload_plugin))
+        .layer(DefaultBodyLimit::max(MAX_WASM_BYTES + 256 * 1024))
+        .routes(routes!(delete_plugin))
+        .routes(routes!(list_invocations))
+}
+
+fn require_instance_admin(auth: &AuthUser) -> AppResult<()> {
+    if auth.is_instance_admin {
+        Ok(())
+    } else {
+        Err(AppError::forbidden("this needs an instance admin"))
+    }
+}
+
+/// Records `action` in the audit log of every workspace that has `plugin_id` installed.
+async fn audit_installations(
+    state: &AppState,
+    auth: &AuthUser,
+    plugin_id: &str,
+    action: &str,
+    details: serde_json::Value,
+) -> AppResult<()> {
+    let workspaces: Vec<(Uuid,)> = state
+        .db
+        .fetch_all(
+            "SELECT workspace_id FROM plugin_installations WHERE plugin_id = $1",
+            args![plugin_id],
+        )
+        .await?;
+    let mut tx = state.db.begin().await?;
+    for (workspace_id,) in workspaces {
+        crate::team::audit::record(
+            &mut tx,
+            workspace_id,
+            auth.id,
+            action,
+            "plugin",
+            Some(plugin_id.to_owned()),
+            details.clone(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Uploads a plugin package (instance admins): a multipart form with `manifest` (the
+/// `nova-plugin.toml` text), `wasm` (the component) and optionally `sha256` (the digest the
+/// uploader expects; a package whose digest differs is refused). Uploading an id again
+/// upgrades the plugin; installations keep running the version their admin approved until
+/// they approve the new one.
+#[utoipa::path(post, path = "/api/plugins", tag = "plugins", security(("bearer" = [])),
+    request_body(content_type = "multipart/form-data", description = "`manifest`, `wasm`, optional `sha256`"),
+    responses((status = 201, body = PluginView), (status = 403, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+async fn upload_plugin(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    mut form: Multipart,
+) -> AppResult<(StatusCode, Json<PluginView>)> {
+    require_instance_admin(&auth)?;
+    let malformed = |e: axum::extract::multipart::MultipartError| {
+        AppError::BadRequest(format!("malformed multipart body: {e}"))
+    };
+    let (mut manifest_text, mut wasm, mut expected) = (None, None, None);
+    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+        match field.name().unwrap_or_default() {
+            "wasm" => {
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                    if bytes.len() + chunk.len() > MAX_WASM_BYTES {
+                        return Err(AppError::PayloadTooLarge);
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                wasm = Some(bytes);
+            }
+            "manifest" => manifest_text = Some(field.text().await.map_err(malformed)?),
+            "sha256" => expected = Some(field.text().await.map_err(malformed)?),
+            other => {
+                return Err(AppError::invalid(
+                    other,
+                    "is not a field of a plugin upload",
+                ));
+            }
+        }
+    }
+    let manifest_text =
+        manifest_text.ok_or_else(|| AppError::invalid("manifest", "is required"))?;
+    let wasm = wasm.ok_or_else(|| AppError::invalid("wasm", "is required"))?;
+    let manifest = Manifest::parse(&manifest_text).map_err(AppError::fields)?;
+    let digest = hash_bytes(&wasm);
+    if let Some(expected) = expected.map(|e| e.trim().to_lowercase())
+        && expected != digest
+    {
+        return Err(AppError::invalid(
+            "sha256",
+            format!("the package's digest is {digest}, not {expected}: refused as tampered"),
+        ));
+    }
+    let previous: Option<(bool, String)> = state
+        .db
+        .fetch_optional(
+            "SELECT builtin, sha256 FROM plugins WHERE id = $1",
+            args![manifest.id.clone()],
+        )
+        .await?;
+    if previous.as_ref().is_some_and(|(builtin, _)| *builtin) {
+        return Err(AppError::Conflict(format!(
+            "`{}` is a built-in plugin; choose another id",
+            manifest.id
+        )));
+    }
+    state
+        .plugins
+        .prepare(&digest, manifest.kind, &wasm)
+        .map_err(|e| AppError::invalid("wasm", e.to_string()))?;
+    let at = now();
+    state
+        .db
+        .execute(
+            "INSERT INTO plugins (id, name, version, kind, manifest, sha256, wasm, builtin, uploaded_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version,
+                kind = excluded.kind, manifest = excluded.manifest, sha256 = excluded.sha256,
+                wasm = excluded.wasm, uploaded_by = excluded.uploaded_by, updated_at = excluded.updated_at",
+            args![
+                manifest.id.clone(),
+                manifest.name.clone(),
+                manifest.version.clone(),
+                manifest.kind.as_str(),
+                serde_json::to_value(&manifest).map_err(anyhow::Error::from)?,
+                digest.clone(),
+                wasm,
+                false,
+                auth.id,
+                at
+            ],
+        )
+        .await?;
+    if let Some((_, old)) = &previous
+        && *old != digest
+    {
+        state.plugins.evict(old);
+        audit_installations(
+            &state,
+            &auth,
+            &manifest.id,
+            "plugin.upgrade",
+            serde_json::json!({"version": manifest.version, "sha256": digest}),
+        )
+        .await?;
+    }
+    let view = plugin_view(&state, &manifest.id, None).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Removes an uploaded plugin and every installation of it (instance admins).
+#[utoipa::path(delete, path = "/api/plugins/{id}", tag = "plugins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plugin's id")),
+    responses((status = 204), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+async fn delete_plugin(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<String>,
+) -> AppResult<StatusCode> {
+    require_instance_admin(&auth)?;
+    let (builtin, digest): (bool, String) = state
+        .db
+        .fetch_optional(
+            "SELECT builtin, sha256 FROM plugins WHERE id = $1",
+            args![id.clone()],
+        )
+        .await?
+        .ok_or(AppError::NotFound("plugin"))?;
+    if builtin {
+        return Err(AppError::Conflict(
+            "built-in plugins cannot be removed; disable or uninstall them instead".into(),
+        ));
+    }
+    audit_installations(&state, &auth, &id, "plugin.remove", serde_json::json!({})).await?;
+    state
+        .db
+        .execute("DELETE FROM plugins WHERE id = $1", args![id])
+        .await?;
+    state.plugins.evict(&digest);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct InvocationQuery {
+    /// The workspace whose calls to list (its owners and admins); instance admins may leave
+    /// it out to see every workspace's.
+    pub workspace_id: Option<Uuid>,
+    pub limit: Option<i64>,
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct Invocation {
+    pub id: Uuid,
+    pub plugin_id: String,
+    pub workspace_id: Option<Uuid>,
+    /// e.g. `test`, `auto-tag`, `export`.
+    pub operation: String,
+    /// `ok` or `error`.
+    pub status: String,
+    pub duration_us: i64,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A plugin's recent calls, newest first: status, duration and error.
+#[utoipa::path(get, path = "/api/plugins/{id}/invocations", tag = "plugins", security(("bearer" = [])),
+    params(("id" = String, Path, description = "The plugin's id"), InvocationQuery),
+    responses((status = 200, body = Page<Invocation>), (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
+async fn list_invocations(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(id): AppPath<String>,
+    AppQuery(q): AppQuery<InvocationQuery>,
+) -> AppResult<Json<Page<Invocation>>> {
+    let known: Option<(String,)> = state
+        .db
+        .fetch_optional("SELECT id FROM plugins WHERE id = $1", args![id.clone()])
+        .await?;
+    if known.is_none() {
+        return Err(AppError::NotFound("plugin"));
+    }
+    let mut binds: Vec<Arg> = args![id];
+    let mut select =
+        "SELECT id, plugin_id, workspace_id, operation, status, duration_us, error, created_at
+         FROM plugin_invocations WHERE plugin_id = $1"
+            .to_owned();
+    match q.workspace_id {
+        Some(workspace) => {
+            if !auth.is_instance_admin {
+                require_role(&state.db, workspace, auth.id, Role::Admin).await?;
+            }
+            binds.push(workspace.into());
+            select += " AND workspace_id = $2";
+        }
+        None => require_instance_admin(&auth)?,
+    }
+    let page = PageQuery {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    Ok(Json(
+        state
+            .db
+            .page_newest_first(&select, "id", binds, &page, |i: &Invocation| i.id)
+            .await?,
+    ))
+}

@@ -1,0 +1,63 @@
+//! Misbehaves as its input asks: `loop`, `memory`, `trap`, `http <url>`, `kv`; anything else is
+//! echoed back as a tag. The host must survive each and report a clear error.
+
+use nova_plugin_sdk::auto_tagger::{Guest, HttpRequest, Scored, Tagging, host};
+
+struct Hostile;
+
+impl Guest for Hostile {
+    fn suggest(_title: String, text: String) -> Result<Tagging, String> {
+        let mut words = text.split_whitespace();
+        match words.next().unwrap_or_default() {
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "trap" => panic!("asked to trap"),
+            "http" => {
+                let url = words
+                    .next()
+                    .unwrap_or("https://evil.example.net/")
+                    .to_owned();
+                let response = host::http::send(&HttpRequest {
+                    method: "GET".into(),
+                    url,
+                    headers: vec![],
+                    body: vec![],
+                })?;
+                Ok(tagged(&format!("status {}", response.status)))
+            }
+            "kv" => {
+                let n = host::kv::get("count")?
+                    .and_then(|v| String::from_utf8(v).ok())
+                    .and_then(|s| s.parse::<u32>().ok())
+                    .unwrap_or(0)
+                    + 1;
+                host::kv::set("count", n.to_string().as_bytes())?;
+                Ok(tagged(&format!("count {n}")))
+            }
+            _ => Ok(tagged(&text)),
+        }
+    }
+}
+
+fn tagged(name: &str) -> Tagging {
+    Tagging {
+        tags: vec![Scored {
+            name: name.to_owned(),
+            confidence: 1.0,
+        }],
+        categories: vec![],
+    }
+}
+
+nova_plugin_sdk::auto_tagger::export!(Hostile);

@@ -1,0 +1,416 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem};
+use crate::on_both;
+
+const HOSTILE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing_hostile.wasm"));
+const HOSTILE_MANIFEST: &str = include_str!(concat!(env!("OUT_DIR"), "/testing_hostile.toml"));
+
+const POLICY: &str = "Refund policy. A refund policy applies to damaged items and late delivery. \
+    Customers ask for a refund through the payment page; the refund policy covers card payments \
+    and invoices. Shipping costs are refunded for defective items.";
+
+/// Posts a plugin package as multipart; the status and body.
+async fn upload(
+    app: &TestApp,
+    token: &str,
+    manifest: &str,
+    wasm: &[u8],
+    sha256: Option<&str>,
+) -> (u16, Value) {
+    let mut form = reqwest::multipart::Form::new()
+        .text("manifest", manifest.to_owned())
+        .part(
+            "wasm",
+            reqwest::multipart::Part::bytes(wasm.to_vec()).file_name("plugin.wasm"),
+        );
+    if let Some(digest) = sha256 {
+        form = form.text("sha256", digest.to_owned());
+    }
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/plugins", app.base))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.json().await.unwrap_or_default())
+}
+
+fn listed<'a>(market: &'a Value, id: &str) -> &'a Value {
+    market["plugins"]
+        .as_array()
+        .and_then(|l| l.iter().find(|p| p["id"] == id))
+        .unwrap_or_else(|| panic!("{id} is not in the marketplace: {market}"))
+}
+
+async fn marketplace_install_and_auto_tag(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+
+    let market = app.get("/api/integrations/marketplace", &alice.token).await;
+    assert_eq!(market.status, 200, "{:?}", market.body);
+    let tagger = listed(&market.body, "keyword-tagger");
+    assert_eq!(tagger["kind"], "auto-tagger");
+    assert_eq!(tagger["builtin"], true);
+    assert_eq!(tagger["installation_state"], "not_installed");
+    assert_eq!(tagger["sha256"].as_str().unwrap().len(), 64);
+    assert!(tagger["config_schema"]["properties"]["max_tags"].is_object());
+    let only_exporters = app
+        .get(
+            "/api/integrations/marketplace?kind=analytics-exporter",
+            &alice.token,
+        )
+        .await;
+    assert!(
+        only_exporters.body["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["kind"] == "analytics-exporter")
+    );
+    let paged = app
+        .get("/api/integrations/marketplace?limit=1", &alice.token)
+        .await;
+    assert_eq!(paged.body["plugins"].as_array().unwrap().len(), 1);
+
+    // Nothing to tag with yet.
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &alice.token,
+            json!({"text": POLICY}),
+        )
+        .await;
+    assert_problem(&r, 409);
+
+    // Settings are validated against the schema.
+    let r = app
+        .post(
+            "/api/integrations/keyword-tagger/install",
+            &alice.token,
+            json!({"config": {"max_tags": 99}}),
+        )
+        .await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["errors"][0]["field"], "config.max_tags");
+    let r = app
+        .post(
+            "/api/integrations/keyword-tagger/install",
+            &alice.token,
+            json!({"config": {"max_tags": 3}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["installation_state"], "enabled");
+    assert_eq!(r.body["installation"]["config"]["max_tags"], 3);
+    let again = app
+        .post(
+            "/api/integrations/keyword-tagger/install",
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_problem(&again, 409);
+    // Bob is no admin of Alice's workspace.
+    let r = app
+        .post(
+            &format!(
+                "/api/integrations/keyword-tagger/disable?workspace_id={}",
+                alice.workspace_id
+            ),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{:?}", r.body);
+
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &alice.token,
+            json!({"title": "Refunds", "text": POLICY}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let tags: Vec<&str> = r.body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tags.len(), 3, "max_tags is honoured: {tags:?}");
+    assert_eq!(tags[0], "refund policy", "{tags:?}");
+    assert_eq!(r.body["tags"][0]["confidence"], 1.0);
+    assert_eq!(r.body["tags"][0]["plugins"], json!(["keyword-tagger"]));
+    assert_eq!(r.body["categories"][0]["name"], "billing", "{:?}", r.body);
+    assert_eq!(r.body["taggers"][0]["status"], "ok");
+
+    // A document of the workspace, by id.
+    let doc = app
+        .post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({"title": "Shipping", "content": "Delivery and tracking: every parcel ships with a tracking number. Courier delivery takes two days.", "file_type": "txt"}),
+        )
+        .await;
+    let doc_id = doc.body["id"].as_str().unwrap();
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &alice.token,
+            json!({"document_id": doc_id}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["document_id"], doc_id);
+    assert_eq!(r.body["categories"][0]["name"], "shipping", "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &bob.token,
+            json!({"document_id": doc_id}),
+        )
+        .await;
+    assert_problem(&r, 404);
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &alice.token,
+            json!({"text": "  "}),
+        )
+        .await;
+    assert_problem(&r, 422);
+
+    // The calls are logged.
+    let log = app
+        .get(
+            &format!(
+                "/api/plugins/keyword-tagger/invocations?workspace_id={}",
+                alice.workspace_id
+            ),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    let items = log.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert!(
+        items
+            .iter()
+            .all(|i| i["status"] == "ok" && i["operation"] == "auto-tag")
+    );
+    let r = app
+        .get(
+            &format!(
+                "/api/plugins/keyword-tagger/invocations?workspace_id={}",
+                alice.workspace_id
+            ),
+            &bob.token,
+        )
+        .await;
+    assert_problem(&r, 404);
+
+    // Disabled: not called; enabled again; uninstalled.
+    let r = app
+        .post(
+            "/api/integrations/keyword-tagger/disable",
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["installation_state"], "disabled");
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &alice.token,
+            json!({"text": POLICY}),
+        )
+        .await;
+    assert_problem(&r, 409);
+    let r = app
+        .post(
+            "/api/integrations/keyword-tagger/enable",
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.body["installation_state"], "enabled");
+    let r = app
+        .delete("/api/integrations/keyword-tagger/install", &alice.token)
+        .await;
+    assert_eq!(r.status, 204);
+    let market = app.get("/api/integrations/marketplace", &alice.token).await;
+    assert_eq!(
+        listed(&market.body, "keyword-tagger")["installation_state"],
+        "not_installed"
+    );
+    let audit = app
+        .get(
+            &format!(
+                "/api/audit-log?workspace_id={}&action=plugin",
+                alice.workspace_id
+            ),
+            &alice.token,
+        )
+        .await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "plugin.uninstall",
+            "plugin.enable",
+            "plugin.disable",
+            "plugin.install"
+        ]
+    );
+    app.finish().await;
+}
+on_both!(marketplace_install_and_auto_tag);
+
+async fn hostile_plugins_fail_alone(app: TestApp) {
+    let admin = app.register("admin").await;
+    let user = app.register("user").await;
+
+    let (status, body) = upload(&app, &user.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
+    assert_eq!(status, 403, "{body}");
+    // A package whose digest is not the one approved is refused.
+    let (status, body) = upload(
+        &app,
+        &admin.token,
+        HOSTILE_MANIFEST,
+        HOSTILE_WASM,
+        Some(&"0".repeat(64)),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "sha256");
+    // Not a component at all.
+    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, b"\0asm garbage", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "wasm");
+    // A bad manifest names its field.
+    let (status, body) = upload(
+        &app,
+        &admin.token,
+        &HOSTILE_MANIFEST.replace("id = \"hostile\"", "id = \"Bad Id\""),
+        HOSTILE_WASM,
+        None,
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "id");
+    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["builtin"], false);
+    let r = app
+        .post("/api/integrations/hostile/install", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(
+        r.body["installation"]["http_hosts"],
+        json!(["api.example.com"])
+    );
+
+    let test = |text: &'static str| {
+        let app = &app;
+        let token = admin.token.clone();
+        async move {
+            let r = app
+                .post(
+                    "/api/integrations/hostile/test",
+                    &token,
+                    json!({"text": text}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+            r.body
+        }
+    };
+    let ok = test("hello").await;
+    assert_eq!(ok["status"], "ok", "{ok}");
+    assert_eq!(ok["output"]["tags"][0]["name"], "hello");
+
+    for (input, expected) in [
+        ("loop", "deadline"),
+        ("memory", "memory limit"),
+        ("trap", "trapped"),
+        (
+            "http https://evil.example.net/steal",
+            "not one this plugin declared",
+        ),
+    ] {
+        let r = test(input).await;
+        assert_eq!(r["status"], "error", "{input}: {r}");
+        let error = r["error"].as_str().unwrap();
+        assert!(error.contains(expected), "{input}: {error}");
+        // The host keeps serving, and the plugin still works on the next call.
+        assert_eq!(app.get("/healthz", &admin.token).await.status, 200);
+        assert_eq!(test("again").await["status"], "ok");
+    }
+    // The key-value store persists across calls.
+    assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 1");
+    assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 2");
+
+    let log = app
+        .get("/api/plugins/hostile/invocations?limit=50", &admin.token)
+        .await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    let errors = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["status"] == "error")
+        .count();
+    assert_eq!(errors, 4);
+    let r = app
+        .get("/api/plugins/hostile/invocations", &user.token)
+        .await;
+    assert_problem(&r, 403);
+
+    // An upgrade runs only once the workspace admin approves it.
+    let upgraded = HOSTILE_MANIFEST.replace("\nversion = \"0.1.0\"", "\nversion = \"0.2.0\"");
+    let mut changed = HOSTILE_WASM.to_vec();
+    changed.extend_from_slice(&[0, 5, 4, b'n', b'o', b'v', b'a']); // a custom section: a new digest
+    let (status, body) = upload(&app, &admin.token, &upgraded, &changed, None).await;
+    assert_eq!(status, 201, "{body}");
+    let refused = test("hello").await;
+    assert!(
+        refused["error"].as_str().unwrap().contains("approve"),
+        "{refused}"
+    );
+    let r = app
+        .put(
+            "/api/integrations/hostile/install",
+            &admin.token,
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(r.body["installation"]["approved"], true, "{:?}", r.body);
+    assert_eq!(test("hello").await["status"], "ok");
+
+    // Built-ins stay; uploaded plugins go, with their installations.
+    let r = app
+        .delete("/api/plugins/keyword-tagger", &admin.token)
+        .await;
+    assert_problem(&r, 409);
+    let r = app.delete("/api/plugins/hostile", &user.token).await;
+    assert_problem(&r, 403);
+    let r = app.delete("/api/plugins/hostile", &admin.token).await;
+    assert_eq!(r.status, 204);
+    let market = app.get("/api/integrations/marketplace", &admin.token).await;
+    assert!(
+        market.body["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["id"] != "hostile")
+    );
+    app.finish().await;
+}
+on_both!(hostile_plugins_fail_alone);
