@@ -90,6 +90,9 @@ async fn run(state: &AppState, job: &Job) -> Result<(), String> {
         crate::knowledge::upload::JOB_KIND => {
             crate::knowledge::upload::process(state, &job.payload.0).await
         }
+        crate::analytics::export::JOB_KIND => {
+            crate::analytics::export::process(state, &job.payload.0).await
+        }
         other => Err(format!("unknown job kind `{other}`")),
     }
 }

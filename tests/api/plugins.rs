@@ -414,3 +414,156 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     app.finish().await;
 }
 on_both!(hostile_plugins_fail_alone);
+
+/// Waits (up to 10 s) for an export to finish; its final status.
+async fn export_done(app: &TestApp, token: &str, id: &str) -> Value {
+    for _ in 0..100 {
+        let s = app.get(&format!("/api/analytics/export/{id}"), token).await;
+        assert_eq!(s.status, 200, "{:?}", s.body);
+        if s.body["status"] == "done" || s.body["status"] == "failed" {
+            return s.body;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("export {id} did not finish");
+}
+
+async fn download(app: &TestApp, token: &str, url: &str) -> (String, Vec<u8>) {
+    let res = reqwest::Client::new()
+        .get(format!("{}{url}", app.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+    (content_type, res.bytes().await.unwrap().to_vec())
+}
+
+async fn analytics_exports_run_exporter_plugins(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let agent = app.project(&alice, json!({"name": "Support"})).await;
+    let session = app
+        .post(
+            "/api/chat/sessions",
+            &alice.token,
+            json!({"agent_id": agent["id"]}),
+        )
+        .await;
+    let session_id = session.body["id"].as_str().unwrap();
+    for text in ["Hello", "Where is my parcel?"] {
+        let r = app
+            .post(
+                &format!("/api/chat/sessions/{session_id}/messages"),
+                &alice.token,
+                json!({"content": text}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+
+    let r = app
+        .post(
+            "/api/analytics/export",
+            &alice.token,
+            json!({"format": "xlsx"}),
+        )
+        .await;
+    assert_problem(&r, 422);
+    let r = app
+        .post(
+            "/api/analytics/export",
+            &alice.token,
+            json!({"plugin_id": "keyword-tagger"}),
+        )
+        .await;
+    assert_problem(&r, 422);
+
+    let mut files = Vec::new();
+    for format in ["csv", "json", "pdf"] {
+        let r = app
+            .post(
+                "/api/analytics/export",
+                &alice.token,
+                json!({"format": format, "time_range": "7d", "title": "Weekly report"}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        assert_eq!(r.body["plugin_id"], format!("{format}-exporter"));
+        let id = r.body["id"].as_str().unwrap().to_owned();
+        let done = export_done(&app, &alice.token, &id).await;
+        assert_eq!(done["status"], "done", "{done}");
+        assert_eq!(done["progress"], 100);
+        // Only its requester sees it.
+        assert_problem(
+            &app.get(&format!("/api/analytics/export/{id}"), &bob.token)
+                .await,
+            404,
+        );
+        files.push(download(&app, &alice.token, done["download_url"].as_str().unwrap()).await);
+    }
+
+    let (csv_type, csv) = &files[0];
+    assert!(csv_type.starts_with("text/csv"));
+    let csv = String::from_utf8(csv.clone()).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "date,conversations,messages,agent_replies,success_rate,error_rate,avg_response_time_s,user_satisfaction"
+    );
+    assert_eq!(lines.len(), 8, "a header and 7 days: {csv}");
+    let today = chrono::Utc::now().date_naive().to_string();
+    let last: Vec<&str> = lines[7].split(',').collect();
+    assert_eq!(last[..4], [today.as_str(), "1", "4", "2"], "{csv}");
+
+    let (json_type, json_bytes) = &files[1];
+    assert_eq!(json_type, "application/json");
+    let report: Value = serde_json::from_slice(json_bytes).unwrap();
+    assert_eq!(report["title"], "Weekly report");
+    assert_eq!(report["summary"]["conversations"], 1);
+    assert_eq!(report["summary"]["agent_replies"], 2);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 7);
+    assert_eq!(report["rows"][6]["date"], today);
+
+    let (pdf_type, pdf) = &files[2];
+    assert_eq!(pdf_type, "application/pdf");
+    let doc = lopdf::Document::load_mem(pdf).expect("a valid PDF");
+    let text = doc.extract_text(&[1]).unwrap();
+    for expected in [
+        "Weekly report",
+        "Key figures",
+        "Conversations per day",
+        "Conversations: 1",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in {text:?}");
+    }
+    // The chart's bars are filled rectangles in the page's content.
+    let content = String::from_utf8_lossy(&doc.get_page_content(doc.page_iter().next().unwrap()))
+        .into_owned();
+    assert!(content.matches(" re f").count() >= 7, "{content}");
+
+    // A disabled exporter is refused.
+    app.post(
+        "/api/integrations/csv-exporter/install",
+        &alice.token,
+        json!({"config": {"delimiter": ";"}}),
+    )
+    .await;
+    app.post(
+        "/api/integrations/csv-exporter/disable",
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/analytics/export",
+            &alice.token,
+            json!({"format": "csv"}),
+        )
+        .await;
+    assert_problem(&r, 409);
+    app.finish().await;
+}
+on_both!(analytics_exports_run_exporter_plugins);

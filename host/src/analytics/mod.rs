@@ -9,6 +9,7 @@
 mod cache;
 mod dashboard;
 pub mod demo;
+pub mod export;
 mod insights;
 pub mod metrics;
 pub mod rollup;
@@ -30,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(dashboard::router())
         .merge(insights::router())
         .merge(usage::router())
+        .merge(export::router())
 }
 
 /// Called after analytics data of `workspace_id` changed: cached answers are outdated.

@@ -22,7 +22,7 @@ pub use runtime::{Call, Limits, Outcome, Output, PluginError, Runtime};
 use crate::args;
 use crate::auth::hash_bytes;
 use crate::db::{Db, new_id, now};
-use crate::error::AppResult;
+use crate::error::{AppError, AppResult};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -124,6 +124,59 @@ pub async fn enabled_of_kind(db: &Db, workspace_id: Uuid, kind: Kind) -> AppResu
             args![workspace_id, true, kind.as_str()],
         )
         .await?)
+}
+
+/// The plugin a workspace runs for `plugin_id`: its installation, or for a built-in plugin not
+/// installed there, the plugin as shipped (built-ins need no installation to be used).
+pub async fn usable(
+    db: &Db,
+    workspace_id: Uuid,
+    plugin_id: &str,
+    kind: Kind,
+) -> AppResult<Installed> {
+    if let Some(found) = installed(db, workspace_id, plugin_id).await? {
+        if found.manifest.0.kind != kind {
+            return Err(AppError::invalid(
+                "plugin_id",
+                format!("is not an {} plugin", kind.as_str()),
+            ));
+        }
+        if !found.enabled {
+            return Err(AppError::Conflict(format!(
+                "the plugin `{plugin_id}` is disabled in this workspace"
+            )));
+        }
+        return Ok(found);
+    }
+    let shipped: Option<(String, SqlJson<Manifest>, bool)> = db
+        .fetch_optional(
+            "SELECT sha256, manifest, builtin FROM plugins WHERE id = $1",
+            args![plugin_id],
+        )
+        .await?;
+    match shipped {
+        Some((sha256, manifest, true)) if manifest.0.kind == kind => Ok(Installed {
+            installation_id: Uuid::nil(),
+            plugin_id: plugin_id.to_owned(),
+            workspace_id,
+            enabled: true,
+            config: SqlJson(Map::new()),
+            secrets: None,
+            http_hosts: SqlJson(manifest.0.http_hosts.clone()),
+            approved_sha256: sha256.clone(),
+            sha256,
+            manifest,
+        }),
+        Some((_, manifest, _)) if manifest.0.kind != kind => Err(AppError::invalid(
+            "plugin_id",
+            format!("is not an {} plugin", kind.as_str()),
+        )),
+        Some(_) => Err(AppError::invalid(
+            "plugin_id",
+            "is not installed in this workspace: install it from the marketplace first",
+        )),
+        None => Err(AppError::invalid("plugin_id", "is not a known plugin")),
+    }
 }
 
 /// Calls an installed plugin once and records the call in its invocation log. The outer

@@ -1,0 +1,389 @@
+//! `POST /api/analytics/export`: a report of the caller's agents over a time range, gathered
+//! from the rollups and rendered by an analytics-exporter plugin (csv, json, pdf or an
+//! uploaded one) in a durable background job; `GET /api/analytics/export/{job_id}` shows its
+//! progress and links the file, which `…/file` serves.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::metrics::{self, DayTotals, Scope, TimeRange};
+use crate::args;
+use crate::auth::AuthUser;
+use crate::db::{new_id, now};
+use crate::error::{AppError, AppJson, AppPath, AppResult};
+use crate::plugins::runtime::Report;
+use crate::plugins::{Call, Kind, Output, invoke, usable};
+use crate::projects::crud::target_workspace;
+use crate::realtime::notify;
+use crate::state::AppState;
+
+pub const JOB_KIND: &str = "analytics.export";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(request_export))
+        .routes(routes!(export_status))
+        .routes(routes!(export_file))
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Csv,
+    Json,
+    Pdf,
+}
+
+impl Format {
+    fn plugin_id(self) -> &'static str {
+        match self {
+            Format::Csv => "csv-exporter",
+            Format::Json => "json-exporter",
+            Format::Pdf => "pdf-exporter",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    /// A built-in exporter; or give `plugin_id`.
+    pub format: Option<Format>,
+    /// Any analytics-exporter plugin installed in the workspace.
+    pub plugin_id: Option<String>,
+    #[serde(default)]
+    pub time_range: TimeRange,
+    /// A title for the report (default "Nova agent performance").
+    pub title: Option<String>,
+    /// The workspace whose exporter installation to use (default: the caller's personal one).
+    pub workspace_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ExportStatus {
+    /// The export's (and its job's) id.
+    pub id: Uuid,
+    pub plugin_id: String,
+    pub time_range: String,
+    /// `queued`, `running`, `done` or `failed`.
+    pub status: String,
+    /// 0–100.
+    pub progress: i64,
+    pub error: Option<String>,
+    pub content_type: Option<String>,
+    pub file_name: Option<String>,
+    #[sqlx(skip)]
+    pub size_bytes: Option<i64>,
+    /// Where to download the file once `status` is `done`.
+    #[sqlx(skip)]
+    pub download_url: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Starts an export; answers at once with the job to follow.
+#[utoipa::path(post, path = "/api/analytics/export", tag = "analytics", security(("bearer" = [])),
+    request_body = ExportRequest,
+    responses((status = 202, body = ExportStatus), (status = 409, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
+async fn request_export(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppJson(req): AppJson<ExportRequest>,
+) -> AppResult<(StatusCode, Json<ExportStatus>)> {
+    let plugin_id = match (&req.plugin_id, req.format) {
+        (Some(id), None) => id.clone(),
+        (None, Some(format)) => format.plugin_id().to_owned(),
+        _ => {
+            return Err(AppError::invalid(
+                "format",
+                "give either `format` (csv, json, pdf) or `plugin_id`",
+            ));
+        }
+    };
+    let title = req
+        .title
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| "Nova agent performance".into());
+    if title.chars().count() > 200 {
+        return Err(AppError::invalid(
+            "title",
+            "must hold at most 200 characters",
+        ));
+    }
+    let workspace_id = target_workspace(&state, &auth, req.workspace_id).await?;
+    // Checked now so that a wrong choice is a 4xx, not a failed job.
+    usable(&state.db, workspace_id, &plugin_id, Kind::AnalyticsExporter).await?;
+    let id = new_id();
+    let at = now();
+    let mut tx = state.db.begin().await?;
+    tx.execute(
+        "INSERT INTO analytics_exports (id, workspace_id, requested_by, plugin_id, time_range, status, progress, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6)",
+        args![id, workspace_id, auth.id, plugin_id, req.time_range.as_str(), at],
+    )
+    .await?;
+    crate::jobs::enqueue(&mut tx, JOB_KIND, json!({"export_id": id, "title": title})).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(status_of(&state, auth.id, id).await?),
+    ))
+}
+
+async fn status_of(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<ExportStatus> {
+    let mut status: ExportStatus = state
+        .db
+        .fetch_optional(
+            "SELECT id, plugin_id, time_range, status, progress, error, content_type, file_name, created_at, updated_at
+             FROM analytics_exports WHERE id = $1 AND requested_by = $2",
+            args![id, caller],
+        )
+        .await?
+        .ok_or(AppError::NotFound("export"))?;
+    if status.status == "done" {
+        let (size,): (i64,) = state
+            .db
+            .fetch_one(
+                "SELECT CAST(LENGTH(file) AS BIGINT) FROM analytics_exports WHERE id = $1",
+                args![id],
+            )
+            .await?;
+        status.size_bytes = Some(size);
+        status.download_url = Some(format!("/api/analytics/export/{id}/file"));
+    }
+    Ok(status)
+}
+
+/// An export's progress (the caller's own exports only).
+#[utoipa::path(get, path = "/api/analytics/export/{job_id}", tag = "analytics", security(("bearer" = [])),
+    params(("job_id" = Uuid, Path)),
+    responses((status = 200, body = ExportStatus), (status = 404, body = crate::error::Problem)))]
+async fn export_status(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(job_id): AppPath<Uuid>,
+) -> AppResult<Json<ExportStatus>> {
+    Ok(Json(status_of(&state, auth.id, job_id).await?))
+}
+
+#[derive(sqlx::FromRow)]
+struct StoredFile {
+    status: String,
+    content_type: Option<String>,
+    file_name: Option<String>,
+    file: Option<Vec<u8>>,
+}
+
+/// The exported file, once the export is done (409 before).
+#[utoipa::path(get, path = "/api/analytics/export/{job_id}/file", tag = "analytics", security(("bearer" = [])),
+    params(("job_id" = Uuid, Path)),
+    responses((status = 200, description = "The file, with its content type"),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
+async fn export_file(
+    State(state): State<AppState>,
+    auth: AuthUser,
+    AppPath(job_id): AppPath<Uuid>,
+) -> AppResult<Response> {
+    let StoredFile {
+        status,
+        content_type,
+        file_name,
+        file,
+    } = state
+        .db
+        .fetch_optional(
+            "SELECT status, content_type, file_name, file FROM analytics_exports WHERE id = $1 AND requested_by = $2",
+            args![job_id, auth.id],
+        )
+        .await?
+        .ok_or(AppError::NotFound("export"))?;
+    let (Some(content_type), Some(file)) = (content_type, file) else {
+        return Err(AppError::Conflict(format!(
+            "the export is {status}, not done"
+        )));
+    };
+    let file_name = file_name
+        .unwrap_or_else(|| "report".into())
+        .replace(['"', '\\', '\r', '\n'], "");
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_name}\""),
+            ),
+        ],
+        file,
+    )
+        .into_response())
+}
+
+/// The report's data: per day (zero-filled) and in total, over the agents the user sees.
+async fn gather(state: &AppState, user: Uuid, range: TimeRange) -> Result<Value, String> {
+    let rows = metrics::days(&state.db, &Scope::Visible(user), range.first_day())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut per_day: BTreeMap<NaiveDate, DayTotals> = range
+        .dates()
+        .into_iter()
+        .map(|d| (d, DayTotals::default()))
+        .collect();
+    let mut total = DayTotals::default();
+    for row in &rows {
+        if let Some(day) = per_day.get_mut(&row.date) {
+            day.add(row);
+            total.add(row);
+        }
+    }
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let table: Vec<Value> = per_day
+        .iter()
+        .map(|(date, t)| {
+            json!([
+                date.to_string(),
+                t.conversations,
+                t.messages(),
+                t.agent_replies,
+                round(t.success_rate()),
+                round(t.error_rate()),
+                round(t.avg_response_time()),
+                t.satisfaction().map(round)
+            ])
+        })
+        .collect();
+    Ok(json!({
+        "time_range": range.as_str(),
+        "generated_at": now().to_rfc3339(),
+        "summary": {
+            "conversations": total.conversations,
+            "messages": total.messages(),
+            "agent_replies": total.agent_replies,
+            "success_rate": round(total.success_rate()),
+            "error_rate": round(total.error_rate()),
+            "avg_response_time_s": round(total.avg_response_time()),
+            "user_satisfaction": total.satisfaction().map(round),
+            "tokens": total.prompt_tokens + total.completion_tokens,
+        },
+        "columns": ["date", "conversations", "messages", "agent_replies", "success_rate",
+            "error_rate", "avg_response_time_s", "user_satisfaction"],
+        "rows": table,
+    }))
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportJob {
+    workspace_id: Uuid,
+    requested_by: Uuid,
+    plugin_id: String,
+    time_range: String,
+    status: String,
+}
+
+async fn set_progress(
+    state: &AppState,
+    id: Uuid,
+    status: &str,
+    progress: i64,
+    error: Option<String>,
+) -> Result<(), String> {
+    state
+        .db
+        .execute(
+            "UPDATE analytics_exports SET status = $1, progress = $2, error = $3, updated_at = $4 WHERE id = $5",
+            args![status, progress, error, now(), id],
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The job: gather, render with the plugin, keep the file, tell the user.
+pub async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
+    let id: Uuid = payload["export_id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or("the job names no export")?;
+    let title = payload["title"]
+        .as_str()
+        .unwrap_or("Nova report")
+        .to_owned();
+    let job: ExportJob = state
+        .db
+        .fetch_optional(
+            "SELECT workspace_id, requested_by, plugin_id, time_range, status FROM analytics_exports WHERE id = $1",
+            args![id],
+        )
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the export is gone")?;
+    if matches!(job.status.as_str(), "done" | "failed") {
+        return Ok(());
+    }
+    let range: TimeRange =
+        serde_json::from_value(json!(job.time_range)).map_err(|e| e.to_string())?;
+    set_progress(state, id, "running", 10, None).await?;
+    let data = gather(state, job.requested_by, range).await?;
+    set_progress(state, id, "running", 50, None).await?;
+    let outcome = match usable(
+        &state.db,
+        job.workspace_id,
+        &job.plugin_id,
+        Kind::AnalyticsExporter,
+    )
+    .await
+    {
+        Ok(plugin) => {
+            let call = Call::Render(Report {
+                title: title.clone(),
+                data: data.to_string(),
+            });
+            invoke(state, &plugin, "export", call)
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    match outcome {
+        Ok(done) => {
+            let Output::File(file) = done.output else {
+                return Err("the exporter returned no file".into());
+            };
+            state
+                .db
+                .execute(
+                    "UPDATE analytics_exports SET status = 'done', progress = 100, content_type = $1, file_name = $2,
+                        file = $3, updated_at = $4 WHERE id = $5",
+                    args![file.content_type, file.file_name, file.bytes, now(), id],
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            notify(state, job.requested_by, "export.done", json!({"export_id": id, "download_url": format!("/api/analytics/export/{id}/file")})).await;
+        }
+        // A plugin's failure is the export's result, not a reason to retry the job.
+        Err(reason) => {
+            set_progress(state, id, "failed", 100, Some(reason.clone())).await?;
+            notify(
+                state,
+                job.requested_by,
+                "export.failed",
+                json!({"export_id": id, "error": reason}),
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
