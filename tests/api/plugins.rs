@@ -567,3 +567,265 @@ async fn analytics_exports_run_exporter_plugins(app: TestApp) {
     app.finish().await;
 }
 on_both!(analytics_exports_run_exporter_plugins);
+
+/// A server that records the requests it gets and answers 200 (for outbound plugin HTTP).
+async fn recorder() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>> =
+        Default::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push((headers, body));
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{}", addr.port()), seen)
+}
+
+/// HMAC-SHA256, hex: how Slack signs its requests.
+fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    block[..key.len()].copy_from_slice(key);
+    let pad = |byte: u8| block.iter().map(|b| b ^ byte).collect::<Vec<u8>>();
+    let inner = Sha256::new()
+        .chain_update(pad(0x36))
+        .chain_update(message)
+        .finalize();
+    let outer = Sha256::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn integrations_actions_and_webhooks(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+
+    // Integration: the CRM endpoint gets the notification with the (encrypted at rest) key.
+    let (crm, seen) = recorder().await;
+    let r = app
+        .post(
+            "/api/integrations/http-crm/install",
+            &alice.token,
+            json!({"config": {"endpoint": format!("{crm}/hooks/nova"), "api_key": "s3cret"}, "http_hosts": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["installation"]["secrets_set"], json!(["api_key"]));
+    assert!(r.body["installation"]["config"].get("api_key").is_none());
+    let r = app
+        .post(
+            "/api/integrations/http-crm/test",
+            &alice.token,
+            json!({"title": "Escalation", "text": "A customer is angry"}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "ok", "{:?}", r.body);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0["authorization"], "Bearer s3cret");
+        let sent: Value = serde_json::from_str(&seen[0].1).unwrap();
+        assert_eq!(sent["title"], "Escalation");
+        assert_eq!(sent["text"], "A customer is angry");
+    }
+    // An admin may only approve hosts; `*` is not a host.
+    let r = app
+        .put(
+            "/api/integrations/http-crm/install",
+            &alice.token,
+            json!({"config": {"endpoint": crm}, "http_hosts": ["*"]}),
+        )
+        .await;
+    assert_problem(&r, 422);
+    // A secret left out on PUT is kept.
+    let r = app
+        .put(
+            "/api/integrations/http-crm/install",
+            &alice.token,
+            json!({"config": {"endpoint": format!("{crm}/v2")}, "http_hosts": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(
+        r.body["installation"]["secrets_set"],
+        json!(["api_key"]),
+        "{:?}",
+        r.body
+    );
+    app.post("/api/integrations/http-crm/test", &alice.token, json!({}))
+        .await;
+    assert_eq!(seen.lock().unwrap()[1].0["authorization"], "Bearer s3cret");
+
+    // Slack may only reach hooks.slack.com, whatever URL it is given.
+    let r = app
+        .post(
+            "/api/integrations/slack/install",
+            &alice.token,
+            json!({"config": {"webhook_url": format!("{crm}/fake-slack")}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = app
+        .post("/api/integrations/slack/test", &alice.token, json!({}))
+        .await;
+    assert_eq!(r.body["status"], "error");
+    assert!(
+        r.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not one this plugin declared"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(seen.lock().unwrap().len(), 2);
+
+    // Automation actions change the workspace's sessions through events the host applies.
+    let agent = app.project(&alice, json!({"name": "Support"})).await;
+    let session = app
+        .post(
+            "/api/chat/sessions",
+            &alice.token,
+            json!({"agent_id": agent["id"]}),
+        )
+        .await;
+    let session_id = session.body["id"].as_str().unwrap().to_owned();
+    for plugin in ["escalate-to-human", "update-priority", "send-notification"] {
+        let r = app
+            .post(
+                &format!("/api/integrations/{plugin}/install"),
+                &alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let r = app
+        .post(
+            "/api/integrations/escalate-to-human/test",
+            &alice.token,
+            json!({"params": {"session_id": session_id, "reason": "refund over $500"}}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "ok", "{:?}", r.body);
+    assert_eq!(r.body["events"][0]["kind"], "chat.escalate");
+    let r = app
+        .post(
+            "/api/integrations/update-priority/test",
+            &alice.token,
+            json!({"params": {"session_id": session_id, "priority": "urgent"}}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "ok", "{:?}", r.body);
+    let s = app
+        .get(&format!("/api/chat/sessions/{session_id}"), &alice.token)
+        .await;
+    assert_eq!(s.body["status"], "escalated");
+    assert_eq!(s.body["priority"], "urgent");
+    let r = app
+        .post(
+            "/api/integrations/update-priority/test",
+            &alice.token,
+            json!({"params": {"session_id": session_id, "priority": "asap"}}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "error");
+    let r = app
+        .post(
+            "/api/integrations/send-notification/test",
+            &alice.token,
+            json!({"params": {"title": "Heads up", "message": "Queue is long"}}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "ok", "{:?}", r.body);
+    // A session of another workspace is out of the plugin's reach.
+    let bobs_agent = app.project(&bob, json!({"name": "Bob's"})).await;
+    let bobs = app
+        .post(
+            "/api/chat/sessions",
+            &bob.token,
+            json!({"agent_id": bobs_agent["id"]}),
+        )
+        .await;
+    let r = app
+        .post(
+            "/api/integrations/escalate-to-human/test",
+            &alice.token,
+            json!({"params": {"session_id": bobs.body["id"]}}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "error");
+    assert!(
+        r.body["error"].as_str().unwrap().contains("refused"),
+        "{:?}",
+        r.body
+    );
+    let s = app
+        .get(
+            &format!("/api/chat/sessions/{}", bobs.body["id"].as_str().unwrap()),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(s.body["status"], "active");
+
+    // Webhook handler: a signed Slack slash command is accepted, an unsigned one is not.
+    let r = app
+        .post(
+            "/api/integrations/slack-commands/install",
+            &alice.token,
+            json!({"config": {"signing_secret": "8f742231b10e"}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let hook = r.body["installation"]["webhook_url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = "command=%2Fnova&text=checkout+is+down&user_name=carol";
+    let timestamp = "1700000000";
+    let signature = format!(
+        "v0={}",
+        hmac_sha256_hex(b"8f742231b10e", format!("v0:{timestamp}:{body}").as_bytes())
+    );
+    let client = reqwest::Client::new();
+    let send = |signature: String| {
+        client
+            .post(format!("{}{hook}", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", timestamp)
+            .header("x-slack-signature", signature)
+            .body(body)
+            .send()
+    };
+    let res = send(signature.clone()).await.unwrap();
+    assert_eq!(res.status(), 200);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["text"], "Sent to your Nova workspace.");
+    let res = send("v0=00".into()).await.unwrap();
+    assert_eq!(res.status(), 401);
+    let unknown = hook.replace("slack-commands", "slack");
+    let res = client
+        .post(format!("{}{unknown}", app.base))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    app.post(
+        "/api/integrations/slack-commands/disable",
+        &alice.token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(send(signature).await.unwrap().status(), 404);
+    app.finish().await;
+}
+on_both!(integrations_actions_and_webhooks);

@@ -69,7 +69,8 @@ pub struct Manifest {
     pub icon: Option<String>,
     #[serde(default)]
     pub capabilities: Vec<Capability>,
-    /// Hosts `http` may reach (`*.example.com` for subdomains).
+    /// Hosts `http` may reach (`*.example.com` for subdomains); `*` alone means hosts the
+    /// admin names at install (for plugins whose endpoint is the admin's, like a CRM's).
     #[serde(default)]
     pub http_hosts: Vec<String>,
     /// A JSON Schema subset: an object whose properties are strings (optionally `secret`),
@@ -145,7 +146,7 @@ impl Manifest {
             }
             Some(_) => {}
         }
-        if manifest.http_hosts.iter().any(|h| {
+        if manifest.http_hosts.iter().filter(|h| *h != "*").any(|h| {
             h.is_empty()
                 || h.contains('/')
                 || h.contains(':')

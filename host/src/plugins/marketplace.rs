@@ -34,7 +34,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enable))
         .routes(routes!(disable))
         .routes(routes!(test_plugin))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(inbound_webhook))
+                .layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_MAX_BYTES)),
+        )
 }
+
+/// The largest request a webhook handler receives.
+const WEBHOOK_MAX_BYTES: usize = 1024 * 1024;
 
 /// A workspace's installation of a plugin.
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,6 +60,8 @@ pub struct Installation {
     /// False when the plugin changed since the admin approved it: calls are refused until
     /// the admin approves the new version (`PUT … {"approve": true}`).
     pub approved: bool,
+    /// For a webhook handler: where the external service sends its requests.
+    pub webhook_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -145,6 +155,8 @@ fn view(
                 secrets_set,
                 http_hosts: r.http_hosts.0,
                 approved: r.approved_sha256 == plugin.sha256,
+                webhook_url: (plugin.manifest.0.kind == Kind::WebhookHandler)
+                    .then(|| format!("/api/integrations/{}/webhook/{}", plugin.id, r.id)),
                 created_at: r.created_at,
                 updated_at: r.updated_at,
             })
@@ -352,14 +364,22 @@ fn settle_config(
     let mut merged = config.clone();
     merged.extend(secrets.clone());
     let mut errors = manifest.validate_config(&merged);
+    let any_host = manifest.http_hosts.iter().any(|h| h == "*");
     let hosts = match &req.http_hosts {
-        None => manifest.http_hosts.clone(),
+        None => manifest
+            .http_hosts
+            .iter()
+            .filter(|h| *h != "*")
+            .cloned()
+            .collect(),
         Some(hosts) => {
             for h in hosts {
-                let declared = manifest.http_hosts.iter().any(|d| {
-                    d.eq_ignore_ascii_case(h)
-                        || host_allowed(std::slice::from_ref(d), h.trim_start_matches("*."))
-                });
+                let named = !h.is_empty() && !h.contains(['*', '/', ':']);
+                let declared = (any_host && named)
+                    || manifest.http_hosts.iter().filter(|d| *d != "*").any(|d| {
+                        d.eq_ignore_ascii_case(h)
+                            || host_allowed(std::slice::from_ref(d), h.trim_start_matches("*."))
+                    });
                 if !declared {
                     errors.push(crate::error::FieldError::new(
                         "http_hosts",
@@ -743,4 +763,61 @@ async fn test_plugin(
             error: Some(e.to_string()),
         },
     }))
+}
+
+/// Headers a webhook handler's response may set.
+const RESPONSE_HEADERS: [&str; 3] = ["content-type", "cache-control", "retry-after"];
+
+/// Inbound webhooks from external services (no bearer token: the handler plugin authenticates
+/// the request, e.g. by its signature). The request goes to the webhook-handler plugin of the
+/// installation; the events it emits are applied in that workspace; its response is returned.
+#[utoipa::path(post, path = "/api/integrations/{plugin_id}/webhook/{installation_id}", tag = "plugins",
+    params(("plugin_id" = String, Path), ("installation_id" = Uuid, Path)),
+    request_body(content = String, description = "Whatever the external service sends"),
+    responses((status = 200, description = "The handler's response"), (status = 404, body = crate::error::Problem),
+        (status = 502, body = crate::error::Problem)))]
+async fn inbound_webhook(
+    State(state): State<AppState>,
+    AppPath((plugin_id, installation_id)): AppPath<(String, Uuid)>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> AppResult<axum::response::Response> {
+    let found = super::installation(&state.db, installation_id)
+        .await?
+        .filter(|i| {
+            i.plugin_id == plugin_id && i.enabled && i.manifest.0.kind == Kind::WebhookHandler
+        })
+        .ok_or(AppError::NotFound("webhook"))?;
+    let request = HttpRequest {
+        method: "POST".into(),
+        url: uri.to_string(),
+        headers: headers
+            .iter()
+            .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
+            .collect(),
+        body: body.to_vec(),
+    };
+    let outcome = invoke(&state, &found, "webhook", Call::Handle(request))
+        .await?
+        .map_err(|e| AppError::Rejected {
+            status: StatusCode::BAD_GATEWAY,
+            detail: format!("the webhook handler failed: {e}"),
+            results: Value::Null,
+        })?;
+    let Output::Response(response) = outcome.output else {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "a webhook handler returned no response"
+        )));
+    };
+    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut reply = axum::response::Response::builder().status(status);
+    for (name, value) in &response.headers {
+        if RESPONSE_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            reply = reply.header(name, value);
+        }
+    }
+    reply
+        .body(axum::body::Body::from(response.body))
+        .map_err(|e| AppError::Internal(e.into()))
 }

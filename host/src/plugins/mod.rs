@@ -3,6 +3,7 @@
 //! (`/api/plugins`); workspace admins install, configure, enable and test them
 //! (`/api/integrations/*`); the rest of the host calls them through [`invoke`].
 
+mod events;
 pub mod manifest;
 mod marketplace;
 mod registry;
@@ -113,6 +114,13 @@ pub async fn installed(
         .await?)
 }
 
+/// An installation by its id.
+pub async fn installation(db: &Db, id: Uuid) -> AppResult<Option<Installed>> {
+    Ok(db
+        .fetch_optional(&format!("{INSTALLED} WHERE i.id = $1"), args![id])
+        .await?)
+}
+
 /// A workspace's enabled installations of plugins of `kind`.
 pub async fn enabled_of_kind(db: &Db, workspace_id: Uuid, kind: Kind) -> AppResult<Vec<Installed>> {
     Ok(db
@@ -188,10 +196,21 @@ pub async fn invoke(
     call: Call,
 ) -> AppResult<Result<Outcome, PluginError>> {
     let started = Instant::now();
-    let result = match prepare(state, installed).await? {
+    let mut result = match prepare(state, installed).await? {
         Ok(grants) => state.plugins.call(&installed.sha256, grants, call).await,
         Err(refused) => Err(refused),
     };
+    if let Ok(outcome) = &result
+        && let Err(refused) = events::apply(
+            state,
+            installed.workspace_id,
+            &installed.plugin_id,
+            &outcome.events,
+        )
+        .await
+    {
+        result = Err(PluginError::Refused(refused));
+    }
     let (status, error) = match &result {
         Ok(_) => ("ok", None),
         Err(e) => ("error", Some(e.to_string())),

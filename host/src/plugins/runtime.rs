@@ -55,6 +55,9 @@ pub enum PluginError {
     /// The plugin returned an error of its own.
     #[error("the plugin reported: {0}")]
     Reported(String),
+    /// The host would not act on what the plugin asked for.
+    #[error("{0}")]
+    Refused(String),
     #[error("the plugin ran past its {0} ms deadline and was stopped")]
     Timeout(u64),
     #[error("the plugin exceeded its memory limit of {0} MiB")]

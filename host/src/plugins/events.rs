@@ -1,0 +1,135 @@
+//! What the host does with the events a plugin emits, always inside the plugin's workspace:
+//! `chat.escalate` and `chat.priority` change a session of that workspace, `notification`
+//! reaches its members (or one of them); other kinds are published on the workspace's topic.
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::runtime::Event;
+use crate::args;
+use crate::db::now;
+use crate::realtime::notify;
+use crate::state::AppState;
+
+const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
+
+fn uuid_of(payload: &Value, key: &str) -> Result<Uuid, String> {
+    payload[key]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("`{key}` is not an id"))
+}
+
+/// Applies `events` from a plugin installed in `workspace_id`; the first one refused stops
+/// the rest and says why.
+pub async fn apply(
+    state: &AppState,
+    workspace_id: Uuid,
+    plugin_id: &str,
+    events: &[Event],
+) -> Result<(), String> {
+    for event in events {
+        let payload: Value = serde_json::from_str(&event.payload).map_err(|e| e.to_string())?;
+        let refused = |why: String| {
+            format!(
+                "the host refused the plugin's `{}` event: {why}",
+                event.kind
+            )
+        };
+        match event.kind.as_str() {
+            "chat.escalate" | "chat.priority" => {
+                let session = uuid_of(&payload, "session_id").map_err(refused)?;
+                let (column, value) = if event.kind == "chat.escalate" {
+                    ("status", "escalated".to_owned())
+                } else {
+                    let p = payload["priority"].as_str().unwrap_or_default();
+                    if !PRIORITIES.contains(&p) {
+                        return Err(refused(format!("priority must be one of {PRIORITIES:?}")));
+                    }
+                    ("priority", p.to_owned())
+                };
+                let changed = state
+                    .db
+                    .execute(
+                        &format!(
+                            "UPDATE chat_sessions SET {column} = $1, updated_at = $2 WHERE id = $3 AND workspace_id = $4"
+                        ),
+                        args![value.clone(), now(), session, workspace_id],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if changed == 0 {
+                    return Err(refused("no such session in the plugin's workspace".into()));
+                }
+                state
+                    .bus
+                    .publish(
+                        &format!("chat:{session}"),
+                        &json!({"type": "session", "session_id": session, "session": {column: value}, "by_plugin": plugin_id}),
+                    )
+                    .await;
+                if event.kind == "chat.escalate" {
+                    let reason = payload["reason"].as_str().unwrap_or_default();
+                    for user in admins(state, workspace_id).await? {
+                        notify(state, user, "session.escalated", json!({"session_id": session, "reason": reason, "plugin_id": plugin_id})).await;
+                    }
+                }
+            }
+            "notification" => {
+                let title = payload["title"].as_str().unwrap_or("Notification");
+                let message = payload["message"].as_str().unwrap_or_default();
+                let members: Vec<(Uuid,)> = state
+                    .db
+                    .fetch_all(
+                        "SELECT user_id FROM workspace_members WHERE workspace_id = $1",
+                        args![workspace_id],
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let targets: Vec<Uuid> = match payload.get("user_id").filter(|v| !v.is_null()) {
+                    Some(_) => {
+                        let user = uuid_of(&payload, "user_id").map_err(refused)?;
+                        if !members.iter().any(|(m,)| *m == user) {
+                            return Err(refused(
+                                "the user is not a member of the plugin's workspace".into(),
+                            ));
+                        }
+                        vec![user]
+                    }
+                    None => members.into_iter().map(|(m,)| m).collect(),
+                };
+                for user in targets {
+                    notify(
+                        state,
+                        user,
+                        "plugin.notification",
+                        json!({"title": title, "message": message, "plugin_id": plugin_id}),
+                    )
+                    .await;
+                }
+            }
+            other => {
+                state
+                    .bus
+                    .publish(
+                        &format!("workspace:{workspace_id}"),
+                        &json!({"type": "plugin_event", "kind": other, "payload": payload, "plugin_id": plugin_id}),
+                    )
+                    .await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn admins(state: &AppState, workspace_id: Uuid) -> Result<Vec<Uuid>, String> {
+    let rows: Vec<(Uuid,)> = state
+        .db
+        .fetch_all(
+            "SELECT user_id FROM workspace_members WHERE workspace_id = $1 AND role IN ('owner', 'admin')",
+            args![workspace_id],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows.into_iter().map(|(u,)| u).collect())
+}
