@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
+    StoreLimitsBuilder,
+};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::manifest::{Capability, Kind};
@@ -147,15 +150,36 @@ pub struct Runtime {
     limits: Limits,
     db: Db,
     http: reqwest::Client,
+    slots: Arc<tokio::sync::Semaphore>,
 }
+
+/// Plugin instances alive at once; more calls wait for a slot.
+const POOL_SLOTS: u32 = 64;
 
 /// Epochs tick every this often; deadlines are counted in ticks.
 const TICK: Duration = Duration::from_millis(5);
 
 impl Runtime {
     pub fn new(limits: Limits, db: Db, http: reqwest::Client) -> anyhow::Result<Runtime> {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 8)
+            .total_memories(POOL_SLOTS * 2)
+            .total_tables(POOL_SLOTS * 8)
+            .max_core_instances_per_component(16)
+            .max_memories_per_component(2)
+            .max_tables_per_component(8)
+            .table_elements(100_000)
+            .max_memory_size(limits.memory_bytes)
+            // A reused slot keeps its first pages mapped (zeroed, not unmapped): a call then
+            // does not fault its stack and heap in page by page.
+            .linear_memory_keep_resident(2 << 20)
+            .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // Instances come from a pool of reserved slots: an instantiation reuses a slot's
+        // memory (copy-on-write from the compiled image) instead of mapping a fresh one.
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
         let ticker = engine.weak();
         std::thread::Builder::new()
@@ -177,6 +201,7 @@ impl Runtime {
             limits,
             db,
             http,
+            slots: Arc::new(tokio::sync::Semaphore::new(POOL_SLOTS as usize)),
         })
     }
 
@@ -250,11 +275,21 @@ impl Runtime {
             kind: call.kind().as_str(),
             reason: "the component is not loaded".into(),
         })?;
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| PluginError::Trap(format!("the plugin pool is closed: {e}")))?;
         let runtime = self.clone();
         let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || runtime.call_blocking(&prepared, grants, call, handle))
-            .await
-            .map_err(|e| PluginError::Trap(format!("the call's thread failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let result = runtime.call_blocking(&prepared, grants, call, handle);
+            drop(slot);
+            result
+        })
+        .await
+        .map_err(|e| PluginError::Trap(format!("the call's thread failed: {e}")))?
     }
 
     fn call_blocking(

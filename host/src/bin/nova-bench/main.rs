@@ -5,10 +5,12 @@
 //! cargo run --release -p nova-host --bin nova-bench -- sockets --clients 5000
 //! cargo run --release -p nova-host --bin nova-bench -- dashboard --messages 10000,1000000
 //! cargo run --release -p nova-host --bin nova-bench -- search --chunks 100000
+//! cargo run --release -p nova-host --bin nova-bench -- plugins --events 10000
 //! ```
 
 mod dashboard;
 mod http;
+mod plugins;
 mod projects;
 mod search;
 mod sockets;
@@ -32,6 +34,9 @@ enum Bench {
     Dashboard(dashboard::Args),
     /// Knowledge ingest throughput and search latency over many chunks.
     Search(search::Args),
+    /// The cost of one event dispatched to a component plugin, and the host's throughput
+    /// with a plugin in the request path.
+    Plugins(plugins::Args),
 }
 
 #[tokio::main]
@@ -48,5 +53,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Sockets(args) => sockets::run(args).await,
         Bench::Dashboard(args) => dashboard::run(args).await,
         Bench::Search(args) => search::run(args).await,
+        Bench::Plugins(args) => plugins::run(args).await,
     }
 }
