@@ -1,6 +1,8 @@
 //! The sandbox: wasmtime components (wasm32-wasip2) compiled once per digest and instantiated
-//! per call, with an epoch deadline, a memory limit and instance/table limits. Host imports
-//! are capabilities checked against the plugin's grants; WASI gives no files, sockets or
+//! per call from a pool, with an epoch deadline, a memory limit and instance/table limits.
+//! Calls run on the async runtime itself (wasmtime fibers): a plugin yields at every epoch tick
+//! and its host calls (store, HTTP) await instead of blocking a thread. Host imports are
+//! capabilities checked against the plugin's grants; WASI gives no files, sockets or
 //! environment. A trap, timeout or limit becomes a `PluginError` for that call only.
 
 use std::collections::HashMap;
@@ -11,7 +13,7 @@ use uuid::Uuid;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimits,
-    StoreLimitsBuilder,
+    StoreLimitsBuilder, UpdateDeadline,
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -21,7 +23,12 @@ use crate::db::Db;
 
 mod bindings {
     pub mod integration {
-        wasmtime::component::bindgen!({ world: "integration", path: "../wit" });
+        wasmtime::component::bindgen!({
+            world: "integration",
+            path: "../wit",
+            imports: { default: async },
+            exports: { default: async },
+        });
     }
     macro_rules! world {
         ($module:ident, $world:literal) => {
@@ -29,6 +36,8 @@ mod bindings {
                 wasmtime::component::bindgen!({
                     world: $world,
                     path: "../wit",
+                    imports: { default: async },
+                    exports: { default: async },
                     with: {
                         "nova:plugin/types": super::integration::nova::plugin::types,
                         "nova:plugin/log": super::integration::nova::plugin::log,
@@ -170,6 +179,8 @@ impl Runtime {
             .max_memories_per_component(2)
             .max_tables_per_component(8)
             .table_elements(100_000)
+            .total_stacks(POOL_SLOTS)
+            .async_stack_keep_resident(64 << 10)
             .max_memory_size(limits.memory_bytes)
             // A reused slot keeps its first pages mapped (zeroed, not unmapped): a call then
             // does not fault its stack and heap in page by page.
@@ -192,7 +203,7 @@ impl Runtime {
                 }
             })?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::integration::Integration::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         Ok(Runtime {
             engine,
@@ -263,8 +274,7 @@ impl Runtime {
             .cloned()
     }
 
-    /// Runs one call on a fresh instance, on a blocking thread (host calls wait on the async
-    /// database and HTTP client from there).
+    /// Runs one call on a fresh instance (waiting for a free slot of the pool first).
     pub async fn call(
         &self,
         digest: &str,
@@ -275,30 +285,12 @@ impl Runtime {
             kind: call.kind().as_str(),
             reason: "the component is not loaded".into(),
         })?;
-        let slot = self
+        let _slot = self
             .slots
-            .clone()
-            .acquire_owned()
+            .acquire()
             .await
             .map_err(|e| PluginError::Trap(format!("the plugin pool is closed: {e}")))?;
-        let runtime = self.clone();
-        let handle = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let result = runtime.call_blocking(&prepared, grants, call, handle);
-            drop(slot);
-            result
-        })
-        .await
-        .map_err(|e| PluginError::Trap(format!("the call's thread failed: {e}")))?
-    }
-
-    fn call_blocking(
-        &self,
-        prepared: &Prepared,
-        grants: Grants,
-        call: Call,
-        handle: tokio::runtime::Handle,
-    ) -> Result<Outcome, PluginError> {
+        let deadline = self.limits.deadline;
         let state = PluginState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -312,25 +304,34 @@ impl Runtime {
             grants,
             db: self.db.clone(),
             http: self.http.clone(),
-            handle,
             started: Instant::now(),
-            deadline: self.limits.deadline,
+            deadline,
             events: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        let ticks = (self.limits.deadline.as_millis() / TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
-        store.epoch_deadline_trap();
-        let output = self.dispatch(prepared, &mut store, call).map_err(|e| {
-            if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
-                PluginError::Timeout(self.limits.deadline.as_millis() as u64)
-            } else if format!("{e:#}").contains("forcing trap when growing memory") {
-                PluginError::Memory(self.limits.memory_bytes as u64 >> 20)
+        // At every tick the plugin yields to the other tasks; past its deadline it is stopped.
+        let stop_at = Instant::now() + deadline;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= stop_at {
+                UpdateDeadline::Interrupt
             } else {
-                PluginError::Trap(format!("{e:#}"))
-            }
-        })?;
+                UpdateDeadline::Yield(1)
+            })
+        });
+        let output = self
+            .dispatch(&prepared, &mut store, call)
+            .await
+            .map_err(|e| {
+                if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
+                    PluginError::Timeout(deadline.as_millis() as u64)
+                } else if format!("{e:#}").contains("forcing trap when growing memory") {
+                    PluginError::Memory(self.limits.memory_bytes as u64 >> 20)
+                } else {
+                    PluginError::Trap(format!("{e:#}"))
+                }
+            })?;
         let output = output.map_err(PluginError::Reported)?;
         Ok(Outcome {
             output,
@@ -338,7 +339,7 @@ impl Runtime {
         })
     }
 
-    fn dispatch(
+    async fn dispatch(
         &self,
         prepared: &Prepared,
         store: &mut Store<PluginState>,
@@ -352,24 +353,34 @@ impl Runtime {
         };
         Ok(match (prepared, &call) {
             (Prepared::Integration(pre), Call::Notify(n)) => pre
-                .instantiate(&mut *store)?
-                .call_notify(&mut *store, n)?
+                .instantiate_async(&mut *store)
+                .await?
+                .call_notify(&mut *store, n)
+                .await?
                 .map(|()| Output::Done),
             (Prepared::AutomationAction(pre), Call::Run { params, event }) => pre
-                .instantiate(&mut *store)?
-                .call_run(&mut *store, params, event)?
+                .instantiate_async(&mut *store)
+                .await?
+                .call_run(&mut *store, params, event)
+                .await?
                 .map(Output::Json),
             (Prepared::WebhookHandler(pre), Call::Handle(request)) => pre
-                .instantiate(&mut *store)?
-                .call_handle(&mut *store, request)?
+                .instantiate_async(&mut *store)
+                .await?
+                .call_handle(&mut *store, request)
+                .await?
                 .map(Output::Response),
             (Prepared::AutoTagger(pre), Call::Suggest { title, text }) => pre
-                .instantiate(&mut *store)?
-                .call_suggest(&mut *store, title, text)?
+                .instantiate_async(&mut *store)
+                .await?
+                .call_suggest(&mut *store, title, text)
+                .await?
                 .map(Output::Tagging),
             (Prepared::AnalyticsExporter(pre), Call::Render(report)) => pre
-                .instantiate(&mut *store)?
-                .call_render(&mut *store, report)?
+                .instantiate_async(&mut *store)
+                .await?
+                .call_render(&mut *store, report)
+                .await?
                 .map(Output::File),
             _ => return Err(mismatch()),
         })
@@ -388,7 +399,6 @@ pub struct PluginState {
     grants: Grants,
     db: Db,
     http: reqwest::Client,
-    handle: tokio::runtime::Handle,
     started: Instant,
     deadline: Duration,
     events: Vec<Event>,
@@ -442,7 +452,7 @@ const HTTP_MAX_BODY: usize = 1 << 20;
 impl wit::types::Host for PluginState {}
 
 impl wit::log::Host for PluginState {
-    fn write(&mut self, level: wit::log::Level, message: String) {
+    async fn write(&mut self, level: wit::log::Level, message: String) {
         if self.require(Capability::Log).is_err() {
             return;
         }
@@ -458,34 +468,35 @@ impl wit::log::Host for PluginState {
 }
 
 impl wit::config::Host for PluginState {
-    fn get(&mut self, key: String) -> Option<String> {
+    async fn get(&mut self, key: String) -> Option<String> {
         self.require(Capability::Config).ok()?;
         self.grants.config.get(&key).cloned()
     }
 }
 
 impl wit::kv::Host for PluginState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+    async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
         let workspace = self.kv_scope()?;
         let row: Option<(Vec<u8>,)> = self
-            .handle
-            .block_on(self.db.fetch_optional(
+            .db
+            .fetch_optional(
                 "SELECT value FROM plugin_kv WHERE plugin_id = $1 AND workspace_id = $2 AND key = $3",
                 args![self.grants.plugin_id.clone(), workspace, key],
-            ))
+            )
+            .await
             .map_err(|e| format!("the store failed: {e}"))?;
         Ok(row.map(|(v,)| v))
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+    async fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
         let workspace = self.kv_scope()?;
         if key.is_empty() || key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
             return Err(format!(
                 "keys hold 1 to {KV_MAX_KEY} bytes and values at most {KV_MAX_VALUE}"
             ));
         }
-        self.handle
-            .block_on(self.db.execute(
+        self.db
+            .execute(
                 "INSERT INTO plugin_kv (plugin_id, workspace_id, key, value, updated_at)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (plugin_id, workspace_id, key)
@@ -497,25 +508,27 @@ impl wit::kv::Host for PluginState {
                     value,
                     crate::db::now()
                 ],
-            ))
+            )
+            .await
             .map(|_| ())
             .map_err(|e| format!("the store failed: {e}"))
     }
 
-    fn delete(&mut self, key: String) -> Result<(), String> {
+    async fn delete(&mut self, key: String) -> Result<(), String> {
         let workspace = self.kv_scope()?;
-        self.handle
-            .block_on(self.db.execute(
+        self.db
+            .execute(
                 "DELETE FROM plugin_kv WHERE plugin_id = $1 AND workspace_id = $2 AND key = $3",
                 args![self.grants.plugin_id.clone(), workspace, key],
-            ))
+            )
+            .await
             .map(|_| ())
             .map_err(|e| format!("the store failed: {e}"))
     }
 }
 
 impl wit::http::Host for PluginState {
-    fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
+    async fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
         self.require(Capability::Http)?;
         let url = reqwest::Url::parse(&request.url).map_err(|e| format!("bad URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") {
@@ -538,7 +551,7 @@ impl wit::http::Host for PluginState {
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        self.handle.block_on(async move {
+        async move {
             let response = builder
                 .send()
                 .await
@@ -561,12 +574,13 @@ impl wit::http::Host for PluginState {
                 headers,
                 body: body.to_vec(),
             })
-        })
+        }
+        .await
     }
 }
 
 impl wit::events::Host for PluginState {
-    fn emit(&mut self, event: Event) -> Result<(), String> {
+    async fn emit(&mut self, event: Event) -> Result<(), String> {
         self.require(Capability::Events)?;
         if self.events.len() >= 100 || event.payload.len() > 64 * 1024 {
             return Err("at most 100 events of 64 KiB a call".into());

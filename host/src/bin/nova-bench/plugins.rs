@@ -76,19 +76,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         percentile(&latencies, 0.99) * 1000.0
     );
 
-    // The part of that spent handing the call to a blocking thread and back.
-    let mut hops: Vec<Duration> = Vec::with_capacity(args.events);
-    for _ in 0..args.events {
-        let t = Instant::now();
-        tokio::task::spawn_blocking(|| ()).await?;
-        hops.push(t.elapsed());
-    }
-    hops.sort();
-    println!(
-        "of which the hop to a blocking thread and back: median {:.1} µs",
-        percentile(&hops, 0.50) * 1000.0
-    );
-
     let r = conn
         .request(
             "POST",
