@@ -829,3 +829,93 @@ async fn integrations_actions_and_webhooks(app: TestApp) {
     app.finish().await;
 }
 on_both!(integrations_actions_and_webhooks);
+
+const EXTISM_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing_extism_tagger.wasm"));
+const EXTISM_MANIFEST: &str = include_str!(concat!(env!("OUT_DIR"), "/testing_extism_tagger.toml"));
+
+async fn extism_plugins_run_beside_components(app: TestApp) {
+    let admin = app.register("admin").await;
+    // Extism plugins get `log` and `config` only.
+    let greedy = EXTISM_MANIFEST.replace(
+        "capabilities = [\"config\"]",
+        "capabilities = [\"config\", \"http\"]",
+    );
+    let (status, body) = upload(&app, &admin.token, &greedy, EXTISM_WASM, None).await;
+    assert_eq!(status, 422, "{body}");
+    // A component is not an Extism plugin.
+    let (status, body) = upload(&app, &admin.token, EXTISM_MANIFEST, HOSTILE_WASM, None).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = upload(&app, &admin.token, EXTISM_MANIFEST, EXTISM_WASM, None).await;
+    assert_eq!(status, 201, "{body}");
+
+    for (plugin, config) in [
+        ("extism-tagger", json!({"category": "support"})),
+        ("keyword-tagger", json!({})),
+    ] {
+        let r = app
+            .post(
+                &format!("/api/integrations/{plugin}/install"),
+                &admin.token,
+                json!({"config": config}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &admin.token,
+            json!({"text": "Refund policy for Acme orders: the refund policy covers Acme."}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let runs: Vec<&str> = r.body["taggers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(runs, ["ok", "ok"], "{:?}", r.body);
+    let acme = r.body["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "acme")
+        .expect("the Extism tag");
+    assert_eq!(acme["plugins"], json!(["extism-tagger"]));
+    let categories: Vec<&str> = r.body["categories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        categories.contains(&"support") && categories.contains(&"billing"),
+        "{categories:?}"
+    );
+
+    // Its deadline holds as well.
+    let r = app
+        .post(
+            "/api/integrations/extism-tagger/test",
+            &admin.token,
+            json!({"text": "loop"}),
+        )
+        .await;
+    assert_eq!(r.body["status"], "error", "{:?}", r.body);
+    assert!(
+        r.body["error"].as_str().unwrap().contains("deadline"),
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .post(
+            "/api/integrations/extism-tagger/test",
+            &admin.token,
+            json!({"text": "Hello World"}),
+        )
+        .await;
+    assert_eq!(r.body["output"]["tags"][0]["name"], "hello", "{:?}", r.body);
+    app.finish().await;
+}
+on_both!(extism_plugins_run_beside_components);

@@ -29,6 +29,17 @@ impl Kind {
     }
 }
 
+/// How a plugin is packaged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PackageFormat {
+    /// A WebAssembly component (wasm32-wasip2) of the kind's WIT world.
+    #[default]
+    Component,
+    /// An Extism plugin (a core module from an Extism PDK).
+    Extism,
+}
+
 /// A host import a plugin may ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -60,6 +71,8 @@ pub struct Manifest {
     pub name: String,
     pub version: String,
     pub kind: Kind,
+    #[serde(default)]
+    pub format: PackageFormat,
     pub description: String,
     #[serde(default)]
     pub author: String,
@@ -161,6 +174,17 @@ impl Manifest {
             errors.push(FieldError::new(
                 "http_hosts",
                 "are declared but the `http` capability is not asked for",
+            ));
+        }
+        if manifest.format == PackageFormat::Extism
+            && manifest
+                .capabilities
+                .iter()
+                .any(|c| matches!(c, Capability::Kv | Capability::Http | Capability::Events))
+        {
+            errors.push(FieldError::new(
+                "capabilities",
+                "Extism plugins get `log` and `config` only",
             ));
         }
         if let Err(e) = check_schema(&manifest.config_schema) {

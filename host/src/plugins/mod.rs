@@ -4,6 +4,7 @@
 //! (`/api/integrations/*`); the rest of the host calls them through [`invoke`].
 
 mod events;
+mod extism;
 pub mod manifest;
 mod marketplace;
 mod registry;
@@ -17,7 +18,7 @@ use sqlx::types::Json as SqlJson;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-pub use manifest::{Capability, Kind, Manifest};
+pub use manifest::{Capability, Kind, Manifest, PackageFormat};
 pub use runtime::{Call, Limits, Outcome, Output, PluginError, Runtime};
 
 use crate::args;
@@ -263,9 +264,10 @@ async fn prepare(
         if hash_bytes(&wasm) != installed.sha256 {
             return Ok(Err(PluginError::Tampered));
         }
-        if let Err(e) = state
-            .plugins
-            .prepare(&installed.sha256, manifest.kind, &wasm)
+        if let Err(e) =
+            state
+                .plugins
+                .prepare(&installed.sha256, manifest.kind, manifest.format, &wasm)
         {
             return Ok(Err(e));
         }

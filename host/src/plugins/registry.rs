@@ -141,7 +141,7 @@ async fn upload_plugin(
     }
     state
         .plugins
-        .prepare(&digest, manifest.kind, &wasm)
+        .prepare(&digest, manifest.kind, manifest.format, &wasm)
         .map_err(|e| AppError::invalid("wasm", e.to_string()))?;
     let at = now();
     state

@@ -17,7 +17,8 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::manifest::{Capability, Kind};
+use super::extism::ExtismPlugins;
+use super::manifest::{Capability, Kind, PackageFormat};
 use crate::args;
 use crate::db::Db;
 
@@ -160,6 +161,7 @@ pub struct Runtime {
     db: Db,
     http: reqwest::Client,
     slots: Arc<tokio::sync::Semaphore>,
+    extism: ExtismPlugins,
 }
 
 /// Plugin instances alive at once; more calls wait for a slot.
@@ -213,13 +215,24 @@ impl Runtime {
             db,
             http,
             slots: Arc::new(tokio::sync::Semaphore::new(POOL_SLOTS as usize)),
+            extism: ExtismPlugins::default(),
         })
     }
 
-    /// Compiles `wasm` (once per digest) and checks that it implements `kind`'s world.
-    pub fn prepare(&self, digest: &str, kind: Kind, wasm: &[u8]) -> Result<(), PluginError> {
-        if self.lookup(digest).is_some() {
+    /// Compiles `wasm` (once per digest) and checks that it implements `kind`'s world (or,
+    /// for Extism, exports `kind`'s function).
+    pub fn prepare(
+        &self,
+        digest: &str,
+        kind: Kind,
+        format: PackageFormat,
+        wasm: &[u8],
+    ) -> Result<(), PluginError> {
+        if self.is_loaded(digest) {
             return Ok(());
+        }
+        if format == PackageFormat::Extism {
+            return self.extism.prepare(digest, kind, wasm, self.limits);
         }
         let invalid = |reason: String| PluginError::Invalid {
             kind: kind.as_str(),
@@ -254,8 +267,9 @@ impl Runtime {
         Ok(())
     }
 
-    /// Forgets a compiled component (the plugin was removed or replaced).
+    /// Forgets a compiled plugin (it was removed or replaced).
     pub fn evict(&self, digest: &str) {
+        self.extism.evict(digest);
         self.compiled
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -263,7 +277,7 @@ impl Runtime {
     }
 
     pub fn is_loaded(&self, digest: &str) -> bool {
-        self.lookup(digest).is_some()
+        self.lookup(digest).is_some() || self.extism.is_loaded(digest)
     }
 
     fn lookup(&self, digest: &str) -> Option<Prepared> {
@@ -281,10 +295,9 @@ impl Runtime {
         grants: Grants,
         call: Call,
     ) -> Result<Outcome, PluginError> {
-        let prepared = self.lookup(digest).ok_or_else(|| PluginError::Invalid {
-            kind: call.kind().as_str(),
-            reason: "the component is not loaded".into(),
-        })?;
+        let Some(prepared) = self.lookup(digest) else {
+            return self.extism.call(digest, self.limits, grants, call).await;
+        };
         let _slot = self
             .slots
             .acquire()

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::http::{InProcessHost, percentile};
 use nova_host::plugins::runtime::{Event, Grants};
-use nova_host::plugins::{Call, Capability, Kind};
+use nova_host::plugins::{Call, Capability, Kind, PackageFormat};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -39,7 +39,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
     state
         .plugins
-        .prepare(&digest, Kind::AutomationAction, &wasm)
+        .prepare(
+            &digest,
+            Kind::AutomationAction,
+            PackageFormat::Component,
+            &wasm,
+        )
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let grants = Grants {
         plugin_id: "update-priority".into(),
