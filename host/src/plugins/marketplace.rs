@@ -412,19 +412,15 @@ async fn audit(
     plugin_id: &str,
     action: &str,
 ) -> AppResult<()> {
-    let mut tx = state.db.begin().await?;
-    crate::team::audit::record(
-        &mut tx,
-        workspace_id,
+    super::audit(
+        &state.db,
         auth.id,
+        &[workspace_id],
+        plugin_id,
         action,
-        "plugin",
-        Some(plugin_id.to_owned()),
         json!({}),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    .await
 }
 
 /// Installs a plugin in a workspace (enabled), approving its current version and the

@@ -53,32 +53,72 @@ pub async fn sync_builtins(db: &Db) -> anyhow::Result<()> {
         if known.as_ref().is_some_and(|(d,)| *d == digest) {
             continue;
         }
-        let at = now();
-        db.execute(
-            "INSERT INTO plugins (id, name, version, kind, manifest, sha256, wasm, builtin, uploaded_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, $9, $9)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version,
-                kind = excluded.kind, manifest = excluded.manifest, sha256 = excluded.sha256,
-                wasm = excluded.wasm, builtin = excluded.builtin, updated_at = excluded.updated_at",
-            args![
-                manifest.id.clone(),
-                manifest.name.clone(),
-                manifest.version.clone(),
-                manifest.kind.as_str(),
-                serde_json::to_value(&manifest)?,
-                digest.clone(),
-                wasm.to_vec(),
-                true,
-                at
-            ],
-        )
-        .await?;
+        store_package(db, &manifest, &digest, wasm, None).await?;
         db.execute(
             "UPDATE plugin_installations SET approved_sha256 = $1 WHERE plugin_id = $2",
             args![digest, manifest.id.clone()],
         )
         .await?;
     }
+    Ok(())
+}
+
+/// Records a package (new, or replacing the one of the same id): built in when `uploaded_by`
+/// is `None`.
+pub(crate) async fn store_package(
+    db: &Db,
+    manifest: &Manifest,
+    digest: &str,
+    wasm: &[u8],
+    uploaded_by: Option<Uuid>,
+) -> AppResult<()> {
+    db.execute(
+        "INSERT INTO plugins (id, name, version, kind, manifest, sha256, wasm, builtin, uploaded_by, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+         ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version,
+            kind = excluded.kind, manifest = excluded.manifest, sha256 = excluded.sha256,
+            wasm = excluded.wasm, builtin = excluded.builtin, uploaded_by = excluded.uploaded_by,
+            updated_at = excluded.updated_at",
+        args![
+            manifest.id.clone(),
+            manifest.name.clone(),
+            manifest.version.clone(),
+            manifest.kind.as_str(),
+            serde_json::to_value(manifest).map_err(anyhow::Error::from)?,
+            digest,
+            wasm.to_vec(),
+            uploaded_by.is_none(),
+            uploaded_by,
+            now()
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records `action` on `plugin_id` by `actor` in the audit log of each of `workspaces`.
+pub(crate) async fn audit(
+    db: &Db,
+    actor: Uuid,
+    workspaces: &[Uuid],
+    plugin_id: &str,
+    action: &str,
+    details: Value,
+) -> AppResult<()> {
+    let mut tx = db.begin().await?;
+    for workspace_id in workspaces {
+        crate::team::audit::record(
+            &mut tx,
+            *workspace_id,
+            actor,
+            action,
+            "plugin",
+            Some(plugin_id.to_owned()),
+            details.clone(),
+        )
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -15,7 +15,7 @@ use super::Manifest;
 use super::marketplace::{PluginView, plugin_view};
 use crate::args;
 use crate::auth::{AuthUser, hash_bytes};
-use crate::db::{Arg, Page, PageQuery, now};
+use crate::db::{Arg, Page, PageQuery};
 use crate::error::{AppError, AppPath, AppQuery, AppResult};
 use crate::state::AppState;
 use crate::team::{Role, require_role};
@@ -54,21 +54,8 @@ async fn audit_installations(
             args![plugin_id],
         )
         .await?;
-    let mut tx = state.db.begin().await?;
-    for (workspace_id,) in workspaces {
-        crate::team::audit::record(
-            &mut tx,
-            workspace_id,
-            auth.id,
-            action,
-            "plugin",
-            Some(plugin_id.to_owned()),
-            details.clone(),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    Ok(())
+    let workspaces: Vec<Uuid> = workspaces.into_iter().map(|(w,)| w).collect();
+    super::audit(&state.db, auth.id, &workspaces, plugin_id, action, details).await
 }
 
 /// Uploads a plugin package (instance admins): a multipart form with `manifest` (the
@@ -143,29 +130,7 @@ async fn upload_plugin(
         .plugins
         .prepare(&digest, manifest.kind, manifest.format, &wasm)
         .map_err(|e| AppError::invalid("wasm", e.to_string()))?;
-    let at = now();
-    state
-        .db
-        .execute(
-            "INSERT INTO plugins (id, name, version, kind, manifest, sha256, wasm, builtin, uploaded_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, version = excluded.version,
-                kind = excluded.kind, manifest = excluded.manifest, sha256 = excluded.sha256,
-                wasm = excluded.wasm, uploaded_by = excluded.uploaded_by, updated_at = excluded.updated_at",
-            args![
-                manifest.id.clone(),
-                manifest.name.clone(),
-                manifest.version.clone(),
-                manifest.kind.as_str(),
-                serde_json::to_value(&manifest).map_err(anyhow::Error::from)?,
-                digest.clone(),
-                wasm,
-                false,
-                auth.id,
-                at
-            ],
-        )
-        .await?;
+    super::store_package(&state.db, &manifest, &digest, &wasm, Some(auth.id)).await?;
     if let Some((_, old)) = &previous
         && *old != digest
     {
