@@ -86,7 +86,9 @@ fn cargo_build(manifest: &Path, target: &str, target_dir: &Path) -> anyhow::Resu
         .args(["build", "--release", "--target", target, "--target-dir"])
         .arg(target_dir)
         .arg("--manifest-path")
-        .arg(manifest);
+        .arg(manifest)
+        // Cargo reads the plugins' .cargo/config.toml from the working directory.
+        .current_dir(manifest.parent().unwrap_or(Path::new(".")));
     // The outer build's flags and wrappers (clippy's, a coverage tool's) are not the plugins'.
     for var in [
         "RUSTFLAGS",

@@ -186,7 +186,7 @@ impl Runtime {
             .max_memory_size(limits.memory_bytes)
             // A reused slot keeps its first pages mapped (zeroed, not unmapped): a call then
             // does not fault its stack and heap in page by page.
-            .linear_memory_keep_resident(2 << 20)
+            .linear_memory_keep_resident(512 << 10)
             .table_keep_resident(64 << 10);
         let mut config = Config::new();
         config.epoch_interruption(true);
