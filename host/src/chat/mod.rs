@@ -20,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 pub use messages::post_from_socket;
+pub use sessions::{Priority, announce_change};
 
 use crate::args;
 use crate::db::Db;

@@ -219,17 +219,29 @@ async fn update_session(
             args![id, title, status, priority, now()],
         )
         .await?;
-    let session = load_session(&state.db, id, auth.id).await?;
+    announce_change(&state, id).await?;
+    Ok(Json(load_session(&state.db, id, auth.id).await?))
+}
+
+/// Tells a session's sockets that its title, status or priority changed (the `session`
+/// event), whoever changed it: a participant or a plugin.
+pub async fn announce_change(state: &AppState, id: Uuid) -> AppResult<()> {
+    let (title, status, priority, updated_at): (String, String, String, DateTime<Utc>) = state
+        .db
+        .fetch_one(
+            "SELECT title, status, priority, updated_at FROM chat_sessions WHERE id = $1",
+            args![id],
+        )
+        .await?;
     state
         .bus
         .publish(
             &format!("chat:{id}"),
             &json!({"type": "session", "session_id": id, "session": {
-                "title": session.title, "status": session.status, "priority": session.priority,
-                "updated_at": session.updated_at}}),
+                "title": title, "status": status, "priority": priority, "updated_at": updated_at}}),
         )
         .await;
-    Ok(Json(session))
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -7,11 +7,10 @@ use uuid::Uuid;
 
 use super::runtime::Event;
 use crate::args;
+use crate::chat::{Priority, announce_change};
 use crate::db::now;
 use crate::realtime::notify;
 use crate::state::AppState;
-
-const PRIORITIES: [&str; 4] = ["low", "normal", "high", "urgent"];
 
 fn uuid_of(payload: &Value, key: &str) -> Result<Uuid, String> {
     payload[key]
@@ -42,11 +41,13 @@ pub async fn apply(
                 let (column, value) = if event.kind == "chat.escalate" {
                     ("status", "escalated".to_owned())
                 } else {
-                    let p = payload["priority"].as_str().unwrap_or_default();
-                    if !PRIORITIES.contains(&p) {
-                        return Err(refused(format!("priority must be one of {PRIORITIES:?}")));
-                    }
-                    ("priority", p.to_owned())
+                    serde_json::from_value::<Priority>(payload["priority"].clone()).map_err(
+                        |_| refused("priority must be one of low, normal, high, urgent".into()),
+                    )?;
+                    (
+                        "priority",
+                        payload["priority"].as_str().unwrap_or_default().to_owned(),
+                    )
                 };
                 let changed = state
                     .db
@@ -61,13 +62,9 @@ pub async fn apply(
                 if changed == 0 {
                     return Err(refused("no such session in the plugin's workspace".into()));
                 }
-                state
-                    .bus
-                    .publish(
-                        &format!("chat:{session}"),
-                        &json!({"type": "session", "session_id": session, "session": {column: value}, "by_plugin": plugin_id}),
-                    )
-                    .await;
+                announce_change(state, session)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if event.kind == "chat.escalate" {
                     let reason = payload["reason"].as_str().unwrap_or_default();
                     for user in admins(state, workspace_id).await? {
