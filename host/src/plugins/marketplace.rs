@@ -18,7 +18,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::runtime::{Event, HttpRequest, Notification, Report, host_allowed};
-use super::{Call, Capability, Kind, Manifest, Output, installed, invoke};
+use super::{
+    Call, Capability, Installed, Kind, Manifest, Output, installed, installed_in, invoke,
+    open_secrets,
+};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Arg, Cursor, Page, PageQuery, contains_pattern, is_unique_violation, new_id, now};
@@ -101,62 +104,29 @@ struct PluginRow {
     builtin: bool,
 }
 
-#[derive(sqlx::FromRow)]
-struct InstallationRow {
-    id: Uuid,
-    workspace_id: Uuid,
-    enabled: bool,
-    config: SqlJson<Map<String, Value>>,
-    secrets: Option<String>,
-    http_hosts: SqlJson<Vec<String>>,
-    approved_sha256: String,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
 const PLUGIN_COLUMNS: &str = "SELECT id, manifest, sha256, builtin FROM plugins";
 
-async fn installation_row(
-    state: &AppState,
-    workspace_id: Uuid,
-    plugin_id: &str,
-) -> AppResult<Option<InstallationRow>> {
-    Ok(state
-        .db
-        .fetch_optional(
-            "SELECT id, workspace_id, enabled, config, secrets, http_hosts, approved_sha256, created_at, updated_at
-             FROM plugin_installations WHERE workspace_id = $1 AND plugin_id = $2",
-            args![workspace_id, plugin_id],
-        )
-        .await?)
-}
-
-fn view(
-    state: &AppState,
-    plugin: PluginRow,
-    row: Option<InstallationRow>,
-) -> AppResult<PluginView> {
+fn view(state: &AppState, plugin: PluginRow, row: Option<Installed>) -> AppResult<PluginView> {
     let installation = row
         .map(|r| -> AppResult<Installation> {
-            let secrets_set = match &r.secrets {
-                Some(sealed) => {
-                    let open: Map<String, Value> =
-                        serde_json::from_str(&state.secrets.decrypt(sealed)?)
-                            .map_err(anyhow::Error::from)?;
-                    open.keys().cloned().collect()
-                }
-                None => Vec::new(),
-            };
+            let secrets_set = open_secrets(&state.secrets, r.secrets.as_deref())?
+                .keys()
+                .cloned()
+                .collect();
             Ok(Installation {
-                id: r.id,
+                id: r.installation_id,
                 workspace_id: r.workspace_id,
                 enabled: r.enabled,
                 config: r.config.0,
                 secrets_set,
                 http_hosts: r.http_hosts.0,
                 approved: r.approved_sha256 == plugin.sha256,
-                webhook_url: (plugin.manifest.0.kind == Kind::WebhookHandler)
-                    .then(|| format!("/api/integrations/{}/webhook/{}", plugin.id, r.id)),
+                webhook_url: (plugin.manifest.0.kind == Kind::WebhookHandler).then(|| {
+                    format!(
+                        "/api/integrations/{}/webhook/{}",
+                        plugin.id, r.installation_id
+                    )
+                }),
                 created_at: r.created_at,
                 updated_at: r.updated_at,
             })
@@ -200,7 +170,7 @@ pub async fn plugin_view(
         .await?
         .ok_or(AppError::NotFound("plugin"))?;
     let row = match workspace_id {
-        Some(w) => installation_row(state, w, plugin_id).await?,
+        Some(w) => installed(&state.db, w, plugin_id).await?,
         None => None,
     };
     view(state, plugin, row)
@@ -276,9 +246,13 @@ async fn marketplace(
     }
     sql += &format!(" ORDER BY id LIMIT {}", limit + 1);
     let rows: Vec<PluginRow> = state.db.fetch_all(&sql, binds).await?;
+    let mut installations = installed_in(&state.db, workspace_id).await?;
     let mut plugins = Vec::with_capacity(rows.len());
     for plugin in rows {
-        let row = installation_row(&state, workspace_id, &plugin.id).await?;
+        let row = installations
+            .iter()
+            .position(|i| i.plugin_id == plugin.id)
+            .map(|at| installations.swap_remove(at));
         plugins.push(view(&state, plugin, row)?);
     }
     let page = Page::from_rows(plugins, limit, |p| Cursor {
@@ -350,12 +324,7 @@ fn settle_config(
 ) -> AppResult<Settled> {
     let mut config = req.config.clone();
     let secret_keys = manifest.secret_keys();
-    let mut secrets: Map<String, Value> = match previous {
-        Some(sealed) => {
-            serde_json::from_str(&state.secrets.decrypt(sealed)?).map_err(anyhow::Error::from)?
-        }
-        None => Map::new(),
-    };
+    let mut secrets = open_secrets(&state.secrets, previous)?;
     for key in &secret_keys {
         if let Some(value) = config.remove(key) {
             secrets.insert(key.clone(), value);
@@ -438,7 +407,7 @@ async fn install(
 ) -> AppResult<(StatusCode, Json<PluginView>)> {
     let req = body.map(|b| b.0).unwrap_or_default();
     let (workspace_id, plugin) = admin_scope(&state, &auth, q.workspace_id, &plugin_id).await?;
-    if installation_row(&state, workspace_id, &plugin_id)
+    if installed(&state.db, workspace_id, &plugin_id)
         .await?
         .is_some()
     {
@@ -497,7 +466,7 @@ async fn reconfigure(
     AppJson(req): AppJson<InstallRequest>,
 ) -> AppResult<Json<PluginView>> {
     let (workspace_id, plugin) = admin_scope(&state, &auth, q.workspace_id, &plugin_id).await?;
-    let current = installation_row(&state, workspace_id, &plugin_id)
+    let current = installed(&state.db, workspace_id, &plugin_id)
         .await?
         .ok_or(AppError::NotFound("installation"))?;
     let Settled {
@@ -521,7 +490,7 @@ async fn reconfigure(
                 json!(http_hosts),
                 approved,
                 now(),
-                current.id
+                current.installation_id
             ],
         )
         .await?;

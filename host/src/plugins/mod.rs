@@ -13,6 +13,7 @@ pub mod runtime;
 use std::collections::HashMap;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::types::Json as SqlJson;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,6 +26,7 @@ use crate::args;
 use crate::auth::hash_bytes;
 use crate::db::{Db, new_id, now};
 use crate::error::{AppError, AppResult};
+use crate::secrets::SecretBox;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -135,11 +137,27 @@ pub struct Installed {
     pub approved_sha256: String,
     pub sha256: String,
     pub manifest: SqlJson<Manifest>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 const INSTALLED: &str = "SELECT i.id AS installation_id, i.plugin_id, i.workspace_id, i.enabled,
-        i.config, i.secrets, i.http_hosts, i.approved_sha256, p.sha256, p.manifest
+        i.config, i.secrets, i.http_hosts, i.approved_sha256, p.sha256, p.manifest,
+        i.created_at, i.updated_at
      FROM plugin_installations i JOIN plugins p ON p.id = i.plugin_id";
+
+/// An installation's secret settings, decrypted (none when it has none).
+pub(crate) fn open_secrets(
+    secrets: &SecretBox,
+    sealed: Option<&str>,
+) -> AppResult<Map<String, Value>> {
+    match sealed {
+        Some(sealed) => {
+            Ok(serde_json::from_str(&secrets.decrypt(sealed)?).map_err(anyhow::Error::from)?)
+        }
+        None => Ok(Map::new()),
+    }
+}
 
 /// A workspace's installation of `plugin_id`.
 pub async fn installed(
@@ -151,6 +169,16 @@ pub async fn installed(
         .fetch_optional(
             &format!("{INSTALLED} WHERE i.workspace_id = $1 AND i.plugin_id = $2"),
             args![workspace_id, plugin_id],
+        )
+        .await?)
+}
+
+/// All of a workspace's installations.
+pub async fn installed_in(db: &Db, workspace_id: Uuid) -> AppResult<Vec<Installed>> {
+    Ok(db
+        .fetch_all(
+            &format!("{INSTALLED} WHERE i.workspace_id = $1"),
+            args![workspace_id],
         )
         .await?)
 }
@@ -215,6 +243,8 @@ pub async fn usable(
             approved_sha256: sha256.clone(),
             sha256,
             manifest,
+            created_at: now(),
+            updated_at: now(),
         }),
         Some((_, manifest, _)) if manifest.0.kind != kind => Err(AppError::invalid(
             "plugin_id",
@@ -318,11 +348,8 @@ async fn prepare(
         .iter()
         .map(|(k, v)| (k.clone(), setting_text(v)))
         .collect();
-    if let Some(sealed) = &installed.secrets {
-        let secrets: Map<String, Value> =
-            serde_json::from_str(&state.secrets.decrypt(sealed)?).map_err(anyhow::Error::from)?;
-        config.extend(secrets.iter().map(|(k, v)| (k.clone(), setting_text(v))));
-    }
+    let secrets = open_secrets(&state.secrets, installed.secrets.as_deref())?;
+    config.extend(secrets.iter().map(|(k, v)| (k.clone(), setting_text(v))));
     Ok(Ok(runtime::Grants {
         plugin_id: installed.plugin_id.clone(),
         workspace_id: Some(installed.workspace_id),
