@@ -3,13 +3,11 @@
 //! uploaded one) in a durable background job; `GET /api/analytics/export/{job_id}` shows its
 //! progress and links the file, which `…/file` serves.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -17,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::metrics::{self, DayTotals, Scope, TimeRange};
+use super::metrics::{self, Scope, TimeRange};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
@@ -236,21 +234,13 @@ async fn gather(state: &AppState, user: Uuid, range: TimeRange) -> Result<Value,
     let rows = metrics::days(&state.db, &Scope::Visible(user), range.first_day())
         .await
         .map_err(|e| e.to_string())?;
-    let mut per_day: BTreeMap<NaiveDate, DayTotals> = range
+    let per_day = metrics::by_date(&rows);
+    let total = metrics::total(&rows);
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let table: Vec<Value> = range
         .dates()
         .into_iter()
-        .map(|d| (d, DayTotals::default()))
-        .collect();
-    let mut total = DayTotals::default();
-    for row in &rows {
-        if let Some(day) = per_day.get_mut(&row.date) {
-            day.add(row);
-            total.add(row);
-        }
-    }
-    let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    let table: Vec<Value> = per_day
-        .iter()
+        .map(|date| (date, per_day.get(&date).cloned().unwrap_or_default()))
         .map(|(date, t)| {
             json!([
                 date.to_string(),
