@@ -127,7 +127,7 @@ impl Call {
     }
 }
 
-/// What a call returned, with the events the plugin emitted and the lines it logged.
+/// What a call returned, with the events the plugin emitted.
 pub struct Outcome {
     pub output: Output,
     pub events: Vec<Event>,
@@ -167,7 +167,8 @@ pub struct Runtime {
 /// Plugin instances alive at once; more calls wait for a slot.
 const POOL_SLOTS: u32 = 64;
 
-/// Epochs tick every this often; deadlines are counted in ticks.
+/// Epochs tick every this often: at each tick a running plugin yields to the other tasks, and
+/// is stopped once its deadline has passed.
 const TICK: Duration = Duration::from_millis(5);
 
 impl Runtime {
@@ -304,6 +305,7 @@ impl Runtime {
             .await
             .map_err(|e| PluginError::Trap(format!("the plugin pool is closed: {e}")))?;
         let deadline = self.limits.deadline;
+        let stop_at = Instant::now() + deadline;
         let state = PluginState {
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
@@ -317,14 +319,11 @@ impl Runtime {
             grants,
             db: self.db.clone(),
             http: self.http.clone(),
-            started: Instant::now(),
-            deadline,
+            stop_at,
             events: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        // At every tick the plugin yields to the other tasks; past its deadline it is stopped.
-        let stop_at = Instant::now() + deadline;
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| {
             Ok(if Instant::now() >= stop_at {
@@ -361,7 +360,7 @@ impl Runtime {
         let mismatch = || {
             wasmtime::Error::msg(format!(
                 "the plugin is not a {} plugin",
-                call_kind_name(&call)
+                call.kind().as_str()
             ))
         };
         Ok(match (prepared, &call) {
@@ -400,10 +399,6 @@ impl Runtime {
     }
 }
 
-fn call_kind_name(call: &Call) -> &'static str {
-    call.kind().as_str()
-}
-
 /// A store's data: WASI (nothing granted), limits, and what the capabilities need.
 pub struct PluginState {
     wasi: WasiCtx,
@@ -412,8 +407,8 @@ pub struct PluginState {
     grants: Grants,
     db: Db,
     http: reqwest::Client,
-    started: Instant,
-    deadline: Duration,
+    /// When the call's deadline passes.
+    stop_at: Instant,
     events: Vec<Event>,
 }
 
@@ -555,7 +550,7 @@ impl wit::http::Host for PluginState {
         }
         let method = reqwest::Method::from_bytes(request.method.to_uppercase().as_bytes())
             .map_err(|_| format!("bad method `{}`", request.method))?;
-        let remaining = self.deadline.saturating_sub(self.started.elapsed());
+        let remaining = self.stop_at.saturating_duration_since(Instant::now());
         let mut builder = self
             .http
             .request(method, url)
