@@ -322,6 +322,101 @@ async fn documents_versions_and_search(app: TestApp) {
 }
 on_both!(documents_versions_and_search);
 
+/// A word found in many chunks: pages of its results, some ranked from the chunks that repeat
+/// it and the later ones from every match, join into one ranking with no gap or repeat.
+async fn frequent_word_ranks_alike_on_every_page(app: TestApp) {
+    let alice = app.register("alice").await;
+    const FILLER: [&str; 12] = [
+        "orders",
+        "arrive",
+        "quickly",
+        "when",
+        "customers",
+        "choose",
+        "standard",
+        "shipping",
+        "through",
+        "our",
+        "partner",
+        "network",
+    ];
+    // Paragraphs of about 720 characters, one chunk each: the first 12 say "zephyr" twice,
+    // the next 24 once, the last 4 not at all; then a short chunk (about 300) that says it once.
+    let filler = |i: usize, n: usize| -> Vec<&str> {
+        (0..n).map(|j| FILLER[(i * 7 + j * 5) % 12]).collect()
+    };
+    let paragraphs: Vec<String> = (0..40)
+        .map(|i| {
+            let mut words = filler(i, 100);
+            let times = if i < 12 {
+                2
+            } else if i < 36 {
+                1
+            } else {
+                0
+            };
+            for k in 0..times {
+                words[10 + 40 * k] = "zephyr";
+            }
+            words.join(" ") + "."
+        })
+        .chain([format!(
+            "A short note about zephyr: {}.",
+            filler(0, 38).join(" ")
+        )])
+        .collect();
+    let doc = app
+        .post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({"title": "Zephyr", "content": paragraphs.join("\n\n"), "file_type": "txt"}),
+        )
+        .await;
+    assert_eq!(doc.status, 201, "{:?}", doc.body);
+    assert_eq!(doc.body["chunks"], 41);
+
+    let mut hits = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = app
+            .get(
+                &format!("/api/knowledge/search?q=zephyr&limit=5&cursor={cursor}"),
+                &alice.token,
+            )
+            .await;
+        assert_eq!(page.status, 200, "{:?}", page.body);
+        hits.extend(page.body["results"].as_array().unwrap().iter().cloned());
+        match page.body["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(hits.len(), 37, "every chunk with the word, once");
+    let mut chunk_ids: Vec<&str> = hits
+        .iter()
+        .map(|h| h["chunk_id"].as_str().unwrap())
+        .collect();
+    chunk_ids.sort_unstable();
+    chunk_ids.dedup();
+    assert_eq!(chunk_ids.len(), 37);
+    let scores: Vec<f64> = hits.iter().map(|h| h["score"].as_f64().unwrap()).collect();
+    assert!(
+        scores.windows(2).all(|w| w[0] >= w[1]),
+        "scores fall page after page: {scores:?}"
+    );
+    let positions: Vec<i64> = hits
+        .iter()
+        .map(|h| h["position"].as_i64().unwrap())
+        .collect();
+    let last_repeated = positions.iter().rposition(|p| *p < 12).unwrap();
+    let first_single = positions.iter().position(|p| (12..36).contains(p)).unwrap();
+    assert!(
+        last_repeated < first_single,
+        "chunks that repeat the word come first: {positions:?}"
+    );
+}
+on_both!(frequent_word_ranks_alike_on_every_page);
+
 async fn document_permissions(app: TestApp) {
     let alice = app.register("alice").await;
     let mia = app.register("mia").await;

@@ -142,14 +142,61 @@ pub async fn reindex(
     .await?;
     let pieces = chunks(&text_of(file_type, content));
     for (position, piece) in pieces.iter().enumerate() {
-        tx.execute(
+        let mut binds = args![
+            new_id(),
+            document_id,
+            workspace_id,
+            version,
+            position as i64,
+            piece.as_str()
+        ];
+        // PostgreSQL derives the head from the search vector itself (a generated column).
+        let sql = if tx.is_postgres() {
             "INSERT INTO document_chunks (id, document_id, workspace_id, version, position, content)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            args![new_id(), document_id, workspace_id, version, position as i64, piece.as_str()],
-        )
-        .await?;
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        } else {
+            binds.push(head_of(piece).into());
+            "INSERT INTO document_chunks (id, document_id, workspace_id, version, position, content, head)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        };
+        tx.execute(sql, binds).await?;
     }
     Ok(pieces.len())
+}
+
+/// A chunk's head for SQLite's `document_chunks_head` index: every word of a short chunk,
+/// else the words that occur in it more than once. bm25 rewards both a repeated word and a
+/// short chunk, so for a one-word query the chunks whose head holds the word outrank the rest.
+/// Words are grouped by their first three letters with `y` read as `i`, a coarse stand-in for
+/// FTS5's Porter stems: it adds words that are not repeated (harmless, they only widen the
+/// candidates) but keeps the forms of one stem together ("refund", "refunds"; "city", "cities").
+fn head_of(chunk: &str) -> String {
+    let words: Vec<String> = chunk
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if chunk.chars().count() < CHUNK_CHARS / 2 {
+        return words.join(" ");
+    }
+    let stem = |w: &str| {
+        w.chars()
+            .take(3)
+            .map(|c| if c == 'y' { 'i' } else { c })
+            .collect::<String>()
+    };
+    let mut counts = std::collections::HashMap::<String, usize>::new();
+    for w in &words {
+        *counts.entry(stem(w)).or_default() += 1;
+    }
+    let mut head: Vec<&str> = words
+        .iter()
+        .filter(|w| counts[&stem(w)] > 1)
+        .map(String::as_str)
+        .collect();
+    head.sort_unstable();
+    head.dedup();
+    head.join(" ")
 }
 
 #[cfg(test)]
@@ -169,6 +216,19 @@ mod tests {
             pieces.join(" ").split_whitespace().count(),
             text.split_whitespace().count()
         );
+    }
+
+    #[test]
+    fn heads_hold_repeated_words_or_all_of_a_short_chunk() {
+        let long = format!(
+            "{} Refunds take five days; a refund is issued once. Shipping is free in one city; cities vary.",
+            "filler ".repeat(60)
+        );
+        let head = head_of(&long);
+        assert!(head.contains("refund") && head.contains("refunds") && head.contains("filler"));
+        assert!(head.contains("city") && head.contains("cities"));
+        assert!(!head.contains("shipping") && !head.contains("five"));
+        assert_eq!(head_of("Shipping is free."), "shipping is free");
     }
 
     #[test]

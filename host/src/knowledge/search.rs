@@ -84,13 +84,41 @@ fn fts5_query(q: &str) -> String {
     parts.join(" ")
 }
 
-/// Ranked chunks of `workspaces`' documents (or of one agent's) matching `q`.
-pub async fn find(
+/// Ranked chunks of the caller's documents matching `q`: `limit` of them from `offset`.
+///
+/// A frequent word can match a large share of all chunks, and ranking them all costs time in
+/// proportion. For a one-word query the chunks whose head holds the word (see the
+/// `0011_search_heads` migrations) outrank every other match, so when they alone fill the
+/// requested page, that page is exact; otherwise every match is ranked.
+async fn find(
     db: &Db,
     caller: Uuid,
     q: &SearchQuery,
     limit: i64,
     offset: i64,
+) -> AppResult<Vec<Hit>> {
+    let one_word =
+        q.q.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .count()
+            == 1;
+    if one_word {
+        let hits = ranked(db, caller, q, limit, offset, true).await?;
+        if hits.len() as i64 == limit {
+            return Ok(hits);
+        }
+    }
+    ranked(db, caller, q, limit, offset, false).await
+}
+
+/// The ranked matches, among the chunks whose head holds a query word if `heads_only`.
+async fn ranked(
+    db: &Db,
+    caller: Uuid,
+    q: &SearchQuery,
+    limit: i64,
+    offset: i64,
+    heads_only: bool,
 ) -> AppResult<Vec<Hit>> {
     let mut binds: Vec<Arg> = args![caller];
     let mut filter = String::new();
@@ -135,6 +163,11 @@ pub async fn find(
     let sql = if db.is_postgres() {
         binds.push(q.q.clone().into());
         let n = binds.len();
+        let heads = if heads_only {
+            " AND c.head @@ query"
+        } else {
+            ""
+        };
         format!(
             "SELECT d.id AS document_id, d.title, c.id AS chunk_id, c.position, c.version,
                 CAST(ts_rank(c.tsv, query) AS DOUBLE PRECISION) AS score,
@@ -142,12 +175,21 @@ pub async fn find(
              FROM document_chunks c
              JOIN documents d ON d.id = c.document_id
              CROSS JOIN websearch_to_tsquery('english', ${n}) AS query
-             WHERE c.tsv @@ query AND {visible}{filter}
+             WHERE c.tsv @@ query{heads} AND {visible}{filter}
              ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}"
         )
     } else {
         binds.push(fts5_query(&q.q).into());
         let n = binds.len();
+        // `+` keeps the planner from looking each candidate up in the big index one by one:
+        // the matches are read in one pass and only the candidates are scored.
+        let heads = if heads_only {
+            format!(
+                " AND +document_chunks_fts.rowid IN (SELECT rowid FROM document_chunks_head WHERE document_chunks_head MATCH ${n})"
+            )
+        } else {
+            String::new()
+        };
         format!(
             "SELECT d.id AS document_id, d.title, c.id AS chunk_id, c.position, c.version,
                 -bm25(document_chunks_fts) AS score,
@@ -155,7 +197,7 @@ pub async fn find(
              FROM document_chunks_fts
              JOIN document_chunks c ON c.seq = document_chunks_fts.rowid
              JOIN documents d ON d.id = c.document_id
-             WHERE document_chunks_fts MATCH ${n} AND {visible}{filter}
+             WHERE document_chunks_fts MATCH ${n}{heads} AND {visible}{filter}
              ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}"
         )
     };
