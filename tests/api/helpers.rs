@@ -516,3 +516,38 @@ macro_rules! on_both {
         }
     };
 }
+
+/// Starts the `nova` binary with `env` (and nothing else of this environment) on a port it
+/// picks itself: the process and its base URL, once it listens. A port found free beforehand
+/// could be taken by a parallel test's host in between.
+pub async fn start_nova(env: &[(&str, &str)]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nova"))
+        .env_clear()
+        .envs(env.iter().copied())
+        .env("NOVA_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "warn,nova=info")
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start nova");
+    let stdout = child.stdout.take().expect("nova's stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let listening = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                return rest.split_whitespace().next().map(str::to_owned);
+            }
+        }
+        None
+    };
+    let base = tokio::time::timeout(std::time::Duration::from_secs(30), listening)
+        .await
+        .ok()
+        .flatten()
+        .expect("nova did not start listening");
+    // Keeps reading, so that the host never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, base)
+}

@@ -970,48 +970,16 @@ on_both!(pdf_and_docx_uploads);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_upload_loses_no_file() {
     use reqwest::multipart::{Form, Part};
-    use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let database_url = format!("sqlite://{}", dir.path().join("nova.db").display());
-    let start = |port: u16| {
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_nova"))
-            .env_clear()
-            .env("DATABASE_URL", &database_url)
-            .env("NOVA_DATA_DIR", dir.path())
-            .env("NOVA_BIND", format!("127.0.0.1:{port}"))
-            .env("NOVA_JOB_LEASE_SECS", "2")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start nova")
-    };
+    let data_dir = dir.path().display().to_string();
+    let env = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("NOVA_DATA_DIR", data_dir.as_str()),
+        ("NOVA_JOB_LEASE_SECS", "2"),
+    ];
     let client = reqwest::Client::new();
-    let ready = |base: String| {
-        let client = client.clone();
-        async move {
-            for _ in 0..100 {
-                if client
-                    .get(format!("{base}/readyz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    return;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            panic!("{base} did not become ready");
-        }
-    };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut first = start(port);
-    ready(base.clone()).await;
+    let (mut first, base) = crate::helpers::start_nova(&env).await;
     let session: serde_json::Value = client
         .post(format!("{base}/api/auth/register"))
         .json(&json!({"email": "alice@example.com", "password": "correct horse battery"}))
@@ -1077,14 +1045,7 @@ async fn kill_9_during_upload_loses_no_file() {
         .status();
     let _ = first.wait().await;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let base = format!("http://127.0.0.1:{port}");
-    let _second = start(port);
-    ready(base.clone()).await;
+    let (_second, base) = crate::helpers::start_nova(&env).await;
     let mut status = serde_json::Value::Null;
     for _ in 0..600 {
         status = client

@@ -254,38 +254,15 @@ async fn events_cross_replicas_through_redis() {
         backend,
         move |c| c.redis_url = Some(nova_host::config::Secret(redis_for_a)),
         |a: TestApp| async move {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
             let dir = tempfile::tempdir().unwrap();
-            let mut b_process = tokio::process::Command::new(env!("CARGO_BIN_EXE_nova"))
-                .env_clear()
-                .env("DATABASE_URL", &a.database_url)
-                .env("REDIS_URL", &redis)
-                .env("NOVA_BIND", format!("127.0.0.1:{port}"))
-                .env("NOVA_DATA_DIR", dir.path())
-                .env("RUST_LOG", "warn")
-                .kill_on_drop(true)
-                .spawn()
-                .expect("start replica B");
-            let b_base = format!("http://127.0.0.1:{port}");
+            let data_dir = dir.path().display().to_string();
+            let (mut b_process, b_base) = crate::helpers::start_nova(&[
+                ("DATABASE_URL", &a.database_url),
+                ("REDIS_URL", &redis),
+                ("NOVA_DATA_DIR", &data_dir),
+            ])
+            .await;
             let client = reqwest::Client::new();
-            let mut ready = false;
-            for _ in 0..100 {
-                if client
-                    .get(format!("{b_base}/readyz"))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-                {
-                    ready = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            assert!(ready, "replica B became ready");
 
             let alice = a.register("alice").await;
             let (_, id) = streamed_session(&a, &alice).await;

@@ -163,19 +163,21 @@ async fn ranked(
     let sql = if db.is_postgres() {
         binds.push(q.q.clone().into());
         let n = binds.len();
-        let heads = if heads_only {
-            " AND c.head @@ query"
+        // The head holds a repeated lexeme with all its positions, so for a one-lexeme query
+        // its rank equals the whole vector's, without reading the whole vector.
+        let (vector, heads) = if heads_only {
+            ("c.head", " AND numnode(query) = 1")
         } else {
-            ""
+            ("c.tsv", "")
         };
         format!(
             "SELECT d.id AS document_id, d.title, c.id AS chunk_id, c.position, c.version,
-                CAST(ts_rank(c.tsv, query) AS DOUBLE PRECISION) AS score,
+                CAST(ts_rank({vector}, query) AS DOUBLE PRECISION) AS score,
                 ts_headline('english', c.content, query, 'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=12') AS snippet
              FROM document_chunks c
              JOIN documents d ON d.id = c.document_id
              CROSS JOIN websearch_to_tsquery('english', ${n}) AS query
-             WHERE c.tsv @@ query{heads} AND {visible}{filter}
+             WHERE {vector} @@ query{heads} AND {visible}{filter}
              ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}"
         )
     } else {
