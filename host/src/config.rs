@@ -84,6 +84,8 @@ pub struct Config {
     pub plugin_timeout_ms: u64,
     /// `NOVA_PLUGIN_MEMORY_MB`: the memory limit of one plugin instance.
     pub plugin_memory_mb: u64,
+    /// `NOVA_PLUGIN_LOG_KEEP`: how many of a plugin's latest calls its invocation log keeps.
+    pub plugin_log_keep: u64,
 }
 
 impl Default for Config {
@@ -125,6 +127,7 @@ impl Default for Config {
             job_lease_secs: 30,
             plugin_timeout_ms: 1_000,
             plugin_memory_mb: 64,
+            plugin_log_keep: 10_000,
         }
     }
 }
@@ -159,6 +162,7 @@ struct FileConfig {
     job_lease_secs: Option<i64>,
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mb: Option<u64>,
+    plugin_log_keep: Option<u64>,
 }
 
 impl Config {
@@ -340,6 +344,13 @@ impl Config {
             file.plugin_memory_mb,
             c.plugin_memory_mb,
             4..=4_096,
+        )?;
+        c.plugin_log_keep = number(
+            "NOVA_PLUGIN_LOG_KEEP",
+            env("NOVA_PLUGIN_LOG_KEEP"),
+            file.plugin_log_keep,
+            c.plugin_log_keep,
+            1..=10_000_000,
         )?;
         c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
             Some(v) if v == "off" => None,

@@ -273,6 +273,54 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
 }
 on_both!(marketplace_install_and_auto_tag);
 
+/// The invocation log keeps a plugin's latest `NOVA_PLUGIN_LOG_KEEP` calls.
+async fn invocation_log_keeps_the_latest_calls(app: TestApp) {
+    let alice = app.register("alice").await;
+    let r = app
+        .post(
+            "/api/integrations/keyword-tagger/install",
+            &alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let mut third_call = None;
+    for i in 0..5 {
+        if i == 2 {
+            third_call = Some(chrono::Utc::now());
+        }
+        let r = app
+            .post(
+                "/api/knowledge/auto-tag",
+                &alice.token,
+                json!({"text": POLICY}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    let log = app
+        .get(
+            &format!(
+                "/api/plugins/keyword-tagger/invocations?workspace_id={}",
+                alice.workspace_id
+            ),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(log.status, 200, "{:?}", log.body);
+    let items = log.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3, "{items:?}");
+    let third_call = third_call.unwrap();
+    for item in items {
+        let at: chrono::DateTime<chrono::Utc> =
+            item["created_at"].as_str().unwrap().parse().unwrap();
+        assert!(at >= third_call, "an older call was kept: {item}");
+    }
+}
+on_both!(invocation_log_keeps_the_latest_calls, |c| c
+    .plugin_log_keep =
+    3);
+
 async fn hostile_plugins_fail_alone(app: TestApp) {
     let admin = app.register("admin").await;
     let user = app.register("user").await;

@@ -310,7 +310,37 @@ pub async fn invoke(
             ],
         )
         .await?;
+    if let Err(e) = trim_invocation_log(state, &installed.plugin_id).await {
+        tracing::warn!(
+            plugin = installed.plugin_id,
+            "could not trim the invocation log: {e}"
+        );
+    }
     Ok(result)
+}
+
+/// Keeps the latest `NOVA_PLUGIN_LOG_KEEP` invocations of a plugin. Trimming after every
+/// tenth of that many calls (of this process) bounds the log at about 1.1 times the figure
+/// while keeping the cost off most calls.
+async fn trim_invocation_log(state: &AppState, plugin_id: &str) -> AppResult<()> {
+    let keep = state.config.plugin_log_keep;
+    let logged = state
+        .plugins
+        .logged
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !(logged + 1).is_multiple_of(keep.div_ceil(10)) {
+        return Ok(());
+    }
+    state
+        .db
+        .execute(
+            "DELETE FROM plugin_invocations WHERE plugin_id = $1 AND id < (
+                SELECT id FROM plugin_invocations WHERE plugin_id = $1
+                ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            args![plugin_id.to_owned(), keep as i64 - 1],
+        )
+        .await?;
+    Ok(())
 }
 
 /// Loads the component (checking its bytes against the recorded digest) and the grants of the

@@ -205,7 +205,8 @@ pub struct Invocation {
     pub created_at: DateTime<Utc>,
 }
 
-/// A plugin's recent calls, newest first: status, duration and error.
+/// A plugin's recent calls, newest first: status, duration and error. The log keeps a plugin's
+/// latest `NOVA_PLUGIN_LOG_KEEP` calls (10,000 unless configured).
 #[utoipa::path(get, path = "/api/plugins/{id}/invocations", tag = "plugins", security(("bearer" = [])),
     params(("id" = String, Path, description = "The plugin's id"), InvocationQuery),
     responses((status = 200, body = Page<Invocation>), (status = 403, body = crate::error::Problem),

@@ -162,6 +162,8 @@ pub struct Runtime {
     http: reqwest::Client,
     slots: Arc<tokio::sync::Semaphore>,
     extism: ExtismPlugins,
+    /// Invocation-log rows this process wrote: every so many, the log is trimmed.
+    pub(super) logged: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Plugin instances alive at once; more calls wait for a slot.
@@ -217,6 +219,7 @@ impl Runtime {
             http,
             slots: Arc::new(tokio::sync::Semaphore::new(POOL_SLOTS as usize)),
             extism: ExtismPlugins::default(),
+            logged: Arc::default(),
         })
     }
 
