@@ -103,22 +103,30 @@ async fn find(
             .count()
             == 1;
     if one_word {
-        let hits = ranked(db, caller, q, limit, offset, true).await?;
+        let hits = ranked(db, caller, q, limit, offset, Among::Heads).await?;
         if hits.len() as i64 == limit {
             return Ok(hits);
         }
     }
-    ranked(db, caller, q, limit, offset, false).await
+    ranked(db, caller, q, limit, offset, Among::AllMatches).await
 }
 
-/// The ranked matches, among the chunks whose head holds a query word if `heads_only`.
+/// Which matches [`ranked`] scores.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Among {
+    /// The chunks whose head holds the query's word.
+    Heads,
+    AllMatches,
+}
+
+/// The ranked matches of `q`, among those `among` names.
 async fn ranked(
     db: &Db,
     caller: Uuid,
     q: &SearchQuery,
     limit: i64,
     offset: i64,
-    heads_only: bool,
+    among: Among,
 ) -> AppResult<Vec<Hit>> {
     let mut binds: Vec<Arg> = args![caller];
     let mut filter = String::new();
@@ -165,7 +173,7 @@ async fn ranked(
         let n = binds.len();
         // The head holds a repeated lexeme with all its positions, so for a one-lexeme query
         // its rank equals the whole vector's, without reading the whole vector.
-        let (vector, heads) = if heads_only {
+        let (vector, heads) = if among == Among::Heads {
             ("c.head", " AND numnode(query) = 1")
         } else {
             ("c.tsv", "")
@@ -185,7 +193,7 @@ async fn ranked(
         let n = binds.len();
         // `+` keeps the planner from looking each candidate up in the big index one by one:
         // the matches are read in one pass and only the candidates are scored.
-        let heads = if heads_only {
+        let heads = if among == Among::Heads {
             format!(
                 " AND +document_chunks_fts.rowid IN (SELECT rowid FROM document_chunks_head WHERE document_chunks_head MATCH ${n})"
             )
