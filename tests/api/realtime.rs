@@ -242,6 +242,73 @@ async fn live_chat_and_replay(app: TestApp) {
 }
 on_both!(live_chat_and_replay);
 
+/// A client that stops reading is closed with 4008 (too slow) instead of holding events for
+/// ever, and what reached it before the close came in order.
+async fn a_client_that_stops_reading_is_closed_with_4008(app: TestApp) {
+    use futures_util::StreamExt;
+    let alice = app.register("alice").await;
+    let (_, id) = streamed_session(&app, &alice).await;
+    // A small receive buffer of its own (which also stops the kernel growing it), so that
+    // what backs up is bounded by the host's send buffer.
+    let url = ticket_url(&app, &alice.token, Some(&id)).await;
+    let host: std::net::SocketAddr = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .and_then(|h| h.parse().ok())
+        .expect("the ticket's host");
+    let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+    tcp.set_recv_buffer_size(4096).unwrap();
+    let stream = tcp.connect(host).await.unwrap();
+    let (mut slow, _) = tokio_tungstenite::client_async(url.as_str(), stream)
+        .await
+        .unwrap();
+
+    // Each message is echoed by the agent word by word: about 6 MB of events in all, more
+    // than the socket buffers between the host and a client that does not read.
+    let long = "Words that fill the socket. ".repeat(700);
+    for _ in 0..10 {
+        let posted = app
+            .post(
+                &format!("/api/chat/sessions/{id}/messages"),
+                &alice.token,
+                json!({"content": long}),
+            )
+            .await;
+        assert_eq!(posted.status, 201, "{:?}", posted.body);
+    }
+
+    // The host gives up on a send after 5 s; then the client reads what was queued.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let mut seqs = Vec::new();
+    let read_to_close = async {
+        while let Some(frame) = slow.next().await {
+            match frame {
+                Ok(Message::Text(text)) => {
+                    let event: Value = serde_json::from_str(&text).unwrap();
+                    if event["type"] == "message" {
+                        seqs.push(event["seq"].as_i64().unwrap());
+                    }
+                }
+                Ok(Message::Close(frame)) => return frame,
+                Ok(_) => {}
+                Err(e) => panic!("the socket failed before a close frame: {e}"),
+            }
+        }
+        None
+    };
+    let close = tokio::time::timeout(Duration::from_secs(30), read_to_close)
+        .await
+        .expect("the slow socket is closed within 30 s")
+        .expect("a close frame");
+    assert_eq!(u16::from(close.code), 4008, "{close:?}");
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "what arrived came in order: {seqs:?}"
+    );
+}
+on_both!(a_client_that_stops_reading_is_closed_with_4008);
+
 /// Two host processes on one database and one Redis: a message posted to one reaches a
 /// socket held by the other, and a host that shuts down closes its sockets with 1001.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
