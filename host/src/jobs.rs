@@ -61,28 +61,44 @@ async fn claim(state: &AppState) -> AppResult<Option<Job>> {
     Ok(job)
 }
 
-async fn finish(
-    state: &AppState,
-    id: Uuid,
-    outcome: Result<(), String>,
-    attempts: i64,
-) -> AppResult<()> {
+async fn finish(state: &AppState, job: &Job, outcome: Result<(), String>) -> AppResult<()> {
     let (status, error) = match outcome {
         Ok(()) => ("done", None),
-        Err(e) if attempts < MAX_ATTEMPTS => {
-            tracing::warn!(job = %id, error = %e, "job failed; it will be retried");
+        Err(e) if job.attempts < MAX_ATTEMPTS => {
+            tracing::warn!(job = %job.id, error = %e, "job failed; it will be retried");
             ("queued", Some(e))
         }
-        Err(e) => ("failed", Some(e)),
+        Err(e) => {
+            tracing::error!(job = %job.id, error = %e, "job failed for good");
+            give_up(state, job, &e).await;
+            ("failed", Some(e))
+        }
     };
     state
         .db
         .execute(
             "UPDATE jobs SET status = $2, last_error = $3, locked_until = NULL, updated_at = $4 WHERE id = $1",
-            args![id, status, error, now()],
+            args![job.id, status, error, now()],
         )
         .await?;
     Ok(())
+}
+
+/// Records a job's final failure where its user looks (the upload's file, the export), so
+/// that nothing waits for it for ever.
+async fn give_up(state: &AppState, job: &Job, error: &str) {
+    let recorded = match job.kind.as_str() {
+        crate::knowledge::upload::JOB_KIND => {
+            crate::knowledge::upload::give_up(state, &job.payload.0, error).await
+        }
+        crate::analytics::export::JOB_KIND => {
+            crate::analytics::export::give_up(state, &job.payload.0, error).await
+        }
+        _ => Ok(()),
+    };
+    if let Err(e) = recorded {
+        tracing::error!(job = %job.id, error = %e, "could not record a job's failure");
+    }
 }
 
 async fn run(state: &AppState, job: &Job) -> Result<(), String> {
@@ -105,7 +121,7 @@ pub fn spawn_worker(state: AppState) {
             match claim(&state).await {
                 Ok(Some(job)) => {
                     let outcome = run(&state, &job).await;
-                    if let Err(e) = finish(&state, job.id, outcome, job.attempts).await {
+                    if let Err(e) = finish(&state, &job, outcome).await {
                         tracing::error!(error = %e, "could not record a job's outcome");
                     }
                     continue;

@@ -300,16 +300,15 @@ async fn set_progress(
         .map_err(|e| e.to_string())
 }
 
-/// The job: gather, render with the plugin, keep the file, tell the user.
-pub async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
-    let id: Uuid = payload["export_id"]
+fn export_id_of(payload: &Value) -> Result<Uuid, String> {
+    payload["export_id"]
         .as_str()
         .and_then(|s| s.parse().ok())
-        .ok_or("the job names no export")?;
-    let title = payload["title"]
-        .as_str()
-        .unwrap_or("Nova report")
-        .to_owned();
+        .ok_or_else(|| "the job names no export".to_owned())
+}
+
+/// The export unless it has already ended.
+async fn unfinished(state: &AppState, id: Uuid) -> Result<Option<ExportJob>, String> {
     let job: ExportJob = state
         .db
         .fetch_optional(
@@ -319,9 +318,40 @@ pub async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the export is gone")?;
-    if matches!(job.status.as_str(), "done" | "failed") {
-        return Ok(());
+    Ok((!matches!(job.status.as_str(), "done" | "failed")).then_some(job))
+}
+
+async fn fail(state: &AppState, id: Uuid, job: &ExportJob, reason: String) -> Result<(), String> {
+    set_progress(state, id, "failed", 100, Some(reason.clone())).await?;
+    notify(
+        state,
+        job.requested_by,
+        "export.failed",
+        json!({"export_id": id, "error": reason}),
+    )
+    .await;
+    Ok(())
+}
+
+/// The job failed for good (it kept erroring): the export fails with the last error.
+pub async fn give_up(state: &AppState, payload: &Value, error: &str) -> Result<(), String> {
+    let id = export_id_of(payload)?;
+    match unfinished(state, id).await? {
+        Some(job) => fail(state, id, &job, format!("could not be produced: {error}")).await,
+        None => Ok(()),
     }
+}
+
+/// The job: gather, render with the plugin, keep the file, tell the user.
+pub async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
+    let id = export_id_of(payload)?;
+    let title = payload["title"]
+        .as_str()
+        .unwrap_or("Nova report")
+        .to_owned();
+    let Some(job) = unfinished(state, id).await? else {
+        return Ok(());
+    };
     let range: TimeRange =
         serde_json::from_value(json!(job.time_range)).map_err(|e| e.to_string())?;
     set_progress(state, id, "running", 10, None).await?;
@@ -364,16 +394,7 @@ pub async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
             notify(state, job.requested_by, "export.done", json!({"export_id": id, "download_url": format!("/api/analytics/export/{id}/file")})).await;
         }
         // A plugin's failure is the export's result, not a reason to retry the job.
-        Err(reason) => {
-            set_progress(state, id, "failed", 100, Some(reason.clone())).await?;
-            notify(
-                state,
-                job.requested_by,
-                "export.failed",
-                json!({"export_id": id, "error": reason}),
-            )
-            .await;
-        }
+        Err(reason) => fail(state, id, &job, reason).await?,
     }
     Ok(())
 }

@@ -353,6 +353,40 @@ struct FileJob {
     status: String,
 }
 
+/// Records a file's status; a finished file's bytes are no longer kept.
+const MARK_FILE: &str =
+    "UPDATE upload_files SET status = $2, reason = $3, document_id = $4, updated_at = $5,
+        content = CASE WHEN $2 IN ('indexed', 'failed', 'duplicate') THEN NULL ELSE content END
+     WHERE id = $1";
+
+fn mark_args(
+    file_id: Uuid,
+    status: &str,
+    reason: Option<String>,
+    document_id: Option<Uuid>,
+) -> Vec<crate::db::Arg> {
+    args![file_id, status, reason, document_id, now()]
+}
+
+/// Tells the uploader's notification socket how a file stands.
+async fn announce(
+    state: &AppState,
+    job: &FileJob,
+    file_id: Uuid,
+    status: &str,
+    reason: Option<String>,
+    document_id: Option<Uuid>,
+) {
+    notify(
+        state,
+        job.user_id,
+        "upload",
+        json!({"upload_id": job.upload_id, "file_id": file_id, "file_name": job.file_name,
+               "status": status, "reason": reason, "document_id": document_id}),
+    )
+    .await;
+}
+
 async fn set_status(
     state: &AppState,
     job: &FileJob,
@@ -364,31 +398,24 @@ async fn set_status(
     state
         .db
         .execute(
-            "UPDATE upload_files SET status = $2, reason = $3, document_id = $4, updated_at = $5,
-                content = CASE WHEN $2 IN ('indexed', 'failed', 'duplicate') THEN NULL ELSE content END
-             WHERE id = $1",
-            args![file_id, status, reason.clone(), document_id, now()],
+            MARK_FILE,
+            mark_args(file_id, status, reason.clone(), document_id),
         )
         .await
         .map_err(|e| e.to_string())?;
-    notify(
-        state,
-        job.user_id,
-        "upload",
-        json!({"upload_id": job.upload_id, "file_id": file_id, "file_name": job.file_name,
-               "status": status, "reason": reason, "document_id": document_id}),
-    )
-    .await;
+    announce(state, job, file_id, status, reason, document_id).await;
     Ok(())
 }
 
-/// The job: extracts one file's text and makes it a document.
-pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), String> {
-    let file_id: Uuid = payload["file_id"]
+fn file_id_of(payload: &serde_json::Value) -> Result<Uuid, String> {
+    payload["file_id"]
         .as_str()
         .and_then(|s| s.parse().ok())
-        .ok_or("the job names no file")?;
-    let job: FileJob = state
+        .ok_or_else(|| "the job names no file".to_owned())
+}
+
+async fn load(state: &AppState, file_id: Uuid) -> Result<FileJob, String> {
+    state
         .db
         .fetch_optional(
             "SELECT f.upload_id, u.user_id, u.workspace_id, u.options, f.file_name, f.sha256, f.content, f.status
@@ -397,9 +424,19 @@ pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<()
         )
         .await
         .map_err(|e| e.to_string())?
-        .ok_or("the file is gone")?;
+        .ok_or_else(|| "the file is gone".to_owned())
+}
+
+fn finished(status: &str) -> bool {
+    matches!(status, "indexed" | "failed" | "duplicate")
+}
+
+/// The job: extracts one file's text and makes it a document.
+pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), String> {
+    let file_id = file_id_of(payload)?;
+    let job = load(state, file_id).await?;
     // Already finished by an earlier attempt that died before recording the job's end.
-    if matches!(job.status.as_str(), "indexed" | "failed" | "duplicate") {
+    if finished(&job.status) {
         return Ok(());
     }
     set_status(state, &job, file_id, "extracting", None, None).await?;
@@ -430,8 +467,17 @@ pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<()
     let mut tx = state.db.begin().await.map_err(|e| e.to_string())?;
     match insert(&mut tx, record).await {
         Ok(document_id) => {
+            // The document and the file's status commit together: a crash in between would
+            // make the retry find the document and report the file as its own duplicate.
+            tx.execute(
+                MARK_FILE,
+                mark_args(file_id, "indexed", None, Some(document_id)),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
             tx.commit().await.map_err(|e| e.to_string())?;
-            set_status(state, &job, file_id, "indexed", None, Some(document_id)).await
+            announce(state, &job, file_id, "indexed", None, Some(document_id)).await;
+            Ok(())
         }
         Err(AppError::Conflict(why)) => {
             set_status(state, &job, file_id, "duplicate", Some(why), None).await
@@ -441,6 +487,22 @@ pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<()
         }
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// The job failed for good (it kept erroring): the file fails with the last error, so that
+/// the upload still ends.
+pub async fn give_up(
+    state: &AppState,
+    payload: &serde_json::Value,
+    error: &str,
+) -> Result<(), String> {
+    let file_id = file_id_of(payload)?;
+    let job = load(state, file_id).await?;
+    if finished(&job.status) {
+        return Ok(());
+    }
+    let reason = format!("could not be processed: {error}");
+    set_status(state, &job, file_id, "failed", Some(reason), None).await
 }
 
 #[cfg(test)]
