@@ -282,6 +282,18 @@ impl TestApp {
         Resp::read(res).await
     }
 
+    /// Posts a multipart form, on a connection of its own (as [`TestApp::raw`]).
+    pub async fn multipart(&self, path: &str, token: &str, form: reqwest::multipart::Form) -> Resp {
+        let res = reqwest::Client::new()
+            .post(format!("{}{}", self.base, path))
+            .bearer_auth(token)
+            .multipart(form)
+            .send()
+            .await
+            .expect("request");
+        Resp::read(res).await
+    }
+
     pub async fn register(&self, name: &str) -> User {
         let email = format!("{name}@example.com");
         let r = self

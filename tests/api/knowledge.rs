@@ -672,20 +672,16 @@ async fn agents_answer_from_knowledge(app: TestApp) {
 }
 on_both!(agents_answer_from_knowledge);
 
-/// Posts a multipart upload; the status and the JSON answer.
+/// Posts a bulk upload; the status and the JSON answer.
 async fn upload(
     app: &TestApp,
     token: &str,
     form: reqwest::multipart::Form,
 ) -> (u16, serde_json::Value) {
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/knowledge/upload/bulk", app.base))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.json().await.unwrap_or_default())
+    let r = app
+        .multipart("/api/knowledge/upload/bulk", token, form)
+        .await;
+    (r.status, r.body)
 }
 
 /// The upload's status once every file is done (within 10 s).

@@ -27,14 +27,8 @@ async fn upload(
     if let Some(digest) = sha256 {
         form = form.text("sha256", digest.to_owned());
     }
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/plugins", app.base))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    (res.status().as_u16(), res.json().await.unwrap_or_default())
+    let r = app.multipart("/api/plugins", token, form).await;
+    (r.status, r.body)
 }
 
 fn listed<'a>(market: &'a Value, id: &str) -> &'a Value {

@@ -35,14 +35,8 @@ async fn upload(app: &TestApp, token: &str, bytes: Vec<u8>, language: Option<&st
     if let Some(l) = language {
         form = form.text("language", l.to_owned());
     }
-    let res = reqwest::Client::new()
-        .post(format!("{}/api/chat/voice/transcribe", app.base))
-        .bearer_auth(token)
-        .multipart(form)
-        .send()
+    app.multipart("/api/chat/voice/transcribe", token, form)
         .await
-        .unwrap();
-    Resp::read(res).await
 }
 
 async fn synthesize(app: &TestApp, token: &str, body: serde_json::Value) -> (u16, String, Vec<u8>) {
