@@ -179,20 +179,24 @@ fn head_of(chunk: &str) -> String {
     if chunk.chars().count() < CHUNK_CHARS / 2 {
         return words.join(" ");
     }
-    let stem = |w: &str| {
-        w.chars()
-            .take(3)
-            .map(|c| if c == 'y' { 'i' } else { c })
-            .collect::<String>()
-    };
-    let mut counts = std::collections::HashMap::<String, usize>::new();
-    for w in &words {
-        *counts.entry(stem(w)).or_default() += 1;
+    let stems: Vec<String> = words
+        .iter()
+        .map(|w| {
+            w.chars()
+                .take(3)
+                .map(|c| if c == 'y' { 'i' } else { c })
+                .collect()
+        })
+        .collect();
+    let mut counts = std::collections::HashMap::<&str, usize>::new();
+    for stem in &stems {
+        *counts.entry(stem).or_default() += 1;
     }
     let mut head: Vec<&str> = words
         .iter()
-        .filter(|w| counts[&stem(w)] > 1)
-        .map(String::as_str)
+        .zip(&stems)
+        .filter(|(_, stem)| counts[stem.as_str()] > 1)
+        .map(|(w, _)| w.as_str())
         .collect();
     head.sort_unstable();
     head.dedup();
