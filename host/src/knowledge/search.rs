@@ -67,11 +67,7 @@ pub struct SearchResults {
 fn fts5_query(q: &str) -> String {
     let mut parts = Vec::new();
     for (i, piece) in q.split('"').enumerate() {
-        let words: Vec<String> = piece
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(|w| w.to_lowercase())
-            .collect();
+        let words: Vec<String> = words(piece).map(str::to_lowercase).collect();
         if words.is_empty() {
             continue;
         }
@@ -82,6 +78,12 @@ fn fts5_query(q: &str) -> String {
         }
     }
     parts.join(" ")
+}
+
+/// The words of a query as the index tokenizes them: runs of letters and digits.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
 }
 
 /// Ranked chunks of the caller's documents matching `q`: `limit` of them from `offset`.
@@ -97,12 +99,7 @@ async fn find(
     limit: i64,
     offset: i64,
 ) -> AppResult<Vec<Hit>> {
-    let one_word =
-        q.q.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .count()
-            == 1;
-    if one_word {
+    if words(&q.q).count() == 1 {
         let hits = ranked(db, caller, q, limit, offset, Among::Heads).await?;
         if hits.len() as i64 == limit {
             return Ok(hits);
