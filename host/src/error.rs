@@ -50,6 +50,23 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// Answers a unique-constraint violation as 409 with a message of what already exists;
+/// other database errors pass through.
+pub trait ConflictOnDuplicate<T> {
+    fn conflict_on_duplicate(self, message: impl Into<String>) -> AppResult<T>;
+}
+
+impl<T> ConflictOnDuplicate<T> for Result<T, sqlx::Error> {
+    fn conflict_on_duplicate(self, message: impl Into<String>) -> AppResult<T> {
+        self.map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => {
+                AppError::Conflict(message.into())
+            }
+            _ => AppError::Database(e),
+        })
+    }
+}
+
 /// One invalid field of a request body.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldError {

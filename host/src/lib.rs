@@ -3,23 +3,27 @@
 //! The host is a library with a thin `main.rs`: [`serve`] runs the API on a bound listener
 //! until a shutdown signal, so that tests bind port 0 and run many hosts in one process.
 
-pub mod analytics;
-pub mod auth;
-pub mod chat;
+// Layer 1: configuration, errors, storage.
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod http;
-pub mod jobs;
+// Layer 2: infrastructure, and the state that holds it.
+pub mod infra;
+pub mod state;
+// Layer 3: who the caller is, and what they may see.
+pub mod access;
+pub mod auth;
+// Layer 4: the sections of the API.
+pub mod analytics;
+pub mod chat;
 pub mod knowledge;
 pub mod plugins;
 pub mod projects;
-pub mod ratelimit;
 pub mod realtime;
-pub mod secrets;
-pub mod state;
 pub mod team;
 pub mod user;
+// Layer 5: the HTTP surface.
+pub mod http;
 
 use std::future::Future;
 
@@ -34,8 +38,14 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    plugins::sync_builtins(&state.db).await?;
     let app = http::router(state.clone());
-    jobs::spawn_worker(state.clone());
+    infra::jobs::spawn_worker(infra::jobs::Worker {
+        db: state.db.clone(),
+        lease: chrono::Duration::seconds(state.config.job_lease_secs),
+        registry: job_kinds(&state),
+        shutdown: state.shutdown.clone(),
+    });
     let sockets = state.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -50,4 +60,18 @@ pub async fn serve(
         .await;
     state.db.close().await;
     Ok(())
+}
+
+/// The background job kinds and their handlers.
+fn job_kinds(state: &AppState) -> infra::jobs::Registry {
+    let mut registry = infra::jobs::Registry::default();
+    registry.register(
+        knowledge::upload::JOB_KIND,
+        knowledge::upload::UploadJobs(state.clone()),
+    );
+    registry.register(
+        analytics::export::JOB_KIND,
+        analytics::export::ExportJobs(state.clone()),
+    );
+    registry
 }

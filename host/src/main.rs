@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']).to_owned();
             let state = AppState::build(config).await?;
-            let created = nova_host::auth::create_admin(&state.db, &email, password).await?;
+            let created = nova_host::user::auth::create_admin(&state.db, &email, password).await?;
             println!(
                 "{} instance admin {}",
                 if created { "created" } else { "promoted" },

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use crate::analytics::Cache;
 use crate::config::Config;
 use crate::db::Db;
-use crate::http::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
-use crate::realtime::EventBus;
-use crate::secrets::SecretBox;
+use crate::infra::bus::EventBus;
+use crate::infra::cache::Cache;
+use crate::infra::metrics::Metrics;
+use crate::infra::ratelimit::RateLimiter;
+use crate::infra::sandbox;
+use crate::infra::secrets::SecretBox;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -29,7 +30,7 @@ pub struct AppState {
     /// upgraded connections).
     pub sockets: Arc<OpenSockets>,
     /// The plugin sandbox, with the compiled components.
-    pub plugins: crate::plugins::Runtime,
+    pub plugins: sandbox::Runtime,
 }
 
 /// A count of open sockets that shutdown can wait on.
@@ -77,26 +78,24 @@ impl AppState {
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         let db = Db::connect(&config.effective_database_url()?).await?;
         db.migrate().await?;
-        let ttl = std::time::Duration::from_secs(crate::analytics::CACHE_SECONDS);
         let (rate_limiter, bus, cache) = match &config.redis_url {
             Some(url) => (
                 RateLimiter::redis(&url.0).await?,
                 EventBus::redis(&url.0).await?,
-                Cache::redis(&url.0, ttl).await?,
+                Cache::redis(&url.0, crate::infra::cache::TTL).await?,
             ),
             None => (
                 RateLimiter::in_process(),
                 EventBus::in_process(),
-                Cache::in_process(ttl),
+                Cache::in_process(crate::infra::cache::TTL),
             ),
         };
         let secrets = SecretBox::load(config.master_key.as_ref().map(|k| &k.0), &config.data_dir)?;
         let http = reqwest::Client::builder()
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()?;
-        crate::plugins::sync_builtins(&db).await?;
-        let plugins = crate::plugins::Runtime::new(
-            crate::plugins::Limits {
+        let plugins = sandbox::Runtime::new(
+            sandbox::Limits {
                 deadline: std::time::Duration::from_millis(config.plugin_timeout_ms),
                 memory_bytes: (config.plugin_memory_mb as usize) << 20,
             },

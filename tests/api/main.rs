@@ -8,6 +8,7 @@ mod bulk;
 mod chat;
 mod cli;
 mod knowledge;
+mod layers;
 mod permissions;
 mod platform;
 mod plugins;

@@ -9,7 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::metrics::{self, DayTotals, RangeQuery, Scope, TimeRange, VISIBLE_AGENTS, ratio};
+use super::metrics::{self, DayTotals, RangeQuery, Scope, TimeRange, ratio, visible_agents};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::now;
@@ -145,7 +145,7 @@ async fn build(state: &AppState, user: Uuid, range: TimeRange) -> AppResult<Dash
     let (total_agents,): (i64,) = state
         .db
         .fetch_one(
-            &format!("SELECT COUNT(*) FROM ({VISIBLE_AGENTS}) v"),
+            &format!("SELECT COUNT(*) FROM ({}) v", visible_agents()),
             args![user, now()],
         )
         .await?;
@@ -153,7 +153,8 @@ async fn build(state: &AppState, user: Uuid, range: TimeRange) -> AppResult<Dash
         .db
         .fetch_one(
             &format!(
-                "SELECT COUNT(*) FROM chat_sessions WHERE status = 'active' AND agent_id IN ({VISIBLE_AGENTS})"
+                "SELECT COUNT(*) FROM chat_sessions WHERE status = 'active' AND agent_id IN ({})",
+                visible_agents()
             ),
             args![user, now()],
         )
@@ -271,8 +272,9 @@ async fn recommend(state: &AppState, user: Uuid) -> AppResult<Recommendations> {
         .db
         .fetch_all(
             &format!(
-                "SELECT id, name, status, created_at FROM projects WHERE id IN ({VISIBLE_AGENTS})
-                 ORDER BY id LIMIT 1000"
+                "SELECT id, name, status, created_at FROM projects WHERE id IN ({})
+                 ORDER BY id LIMIT 1000",
+                visible_agents()
             ),
             args![user, now()],
         )

@@ -69,7 +69,7 @@ pub async fn seed(state: &AppState, email: &str, days: i64) -> AppResult<String>
         )
         .await?;
     let (user_id,) = user.ok_or(AppError::NotFound("user with this email"))?;
-    let workspace_id = crate::team::personal_workspace(&state.db, user_id)
+    let workspace_id = crate::access::personal_workspace(&state.db, user_id)
         .await?
         .ok_or(AppError::NotFound("personal workspace"))?;
     let mut tx = state.db.begin().await?;

@@ -16,13 +16,14 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::metrics::{self, Scope, TimeRange};
+use crate::access::target_workspace;
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppResult};
-use crate::plugins::runtime::Report;
+use crate::infra::jobs::{JobFuture, JobHandler};
+use crate::infra::sandbox::Report;
 use crate::plugins::{Call, Kind, Output, invoke, usable};
-use crate::projects::crud::target_workspace;
 use crate::realtime::notify;
 use crate::state::AppState;
 
@@ -133,7 +134,8 @@ async fn request_export(
         args![id, workspace_id, auth.id, plugin_id, req.time_range.as_str(), at],
     )
     .await?;
-    crate::jobs::enqueue(&mut tx, JOB_KIND, json!({"export_id": id, "title": title})).await?;
+    crate::infra::jobs::enqueue(&mut tx, JOB_KIND, json!({"export_id": id, "title": title}))
+        .await?;
     tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -333,8 +335,23 @@ async fn fail(state: &AppState, id: Uuid, job: &ExportJob, reason: String) -> Re
     Ok(())
 }
 
+/// Runs the export jobs: each renders one export with its exporter plugin.
+pub struct ExportJobs(pub AppState);
+
+impl JobHandler for ExportJobs {
+    fn run(&self, payload: Value) -> JobFuture {
+        let state = self.0.clone();
+        Box::pin(async move { process(&state, &payload).await })
+    }
+
+    fn give_up(&self, payload: Value, error: String) -> JobFuture {
+        let state = self.0.clone();
+        Box::pin(async move { give_up(&state, &payload, &error).await })
+    }
+}
+
 /// The job failed for good (it kept erroring): the export fails with the last error.
-pub async fn give_up(state: &AppState, payload: &Value, error: &str) -> Result<(), String> {
+async fn give_up(state: &AppState, payload: &Value, error: &str) -> Result<(), String> {
     let id = export_id_of(payload)?;
     match unfinished(state, id).await? {
         Some(job) => fail(state, id, &job, format!("could not be produced: {error}")).await,
@@ -343,7 +360,7 @@ pub async fn give_up(state: &AppState, payload: &Value, error: &str) -> Result<(
 }
 
 /// The job: gather, render with the plugin, keep the file, tell the user.
-pub async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
+async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
     let id = export_id_of(payload)?;
     let title = payload["title"]
         .as_str()

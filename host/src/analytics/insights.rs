@@ -10,11 +10,11 @@ use uuid::Uuid;
 
 use super::metrics::{self, Scope, TimeRange, ratio};
 use super::stats::{self, TestResult};
+use crate::access::{Role, require_role};
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppJson, AppQuery, AppResult};
 use crate::projects::queries as projects;
 use crate::state::AppState;
-use crate::team::{Role, require_role};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -9,10 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::rollup::LATENCY_BOUNDS_MS;
+use crate::access::{Archived, visible_projects};
 use crate::args;
+use crate::db::placeholders;
 use crate::db::{Arg, Db, now};
 use crate::error::AppResult;
-use crate::projects::queries::placeholders;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 pub enum TimeRange {
@@ -142,11 +143,9 @@ fn counter_columns() -> String {
 }
 
 /// The agents the caller (`$1`) sees at time `$2`, not archived.
-pub const VISIBLE_AGENTS: &str = "SELECT p.id FROM projects p
-    LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
-    LEFT JOIN project_shares s ON s.project_id = p.id AND s.user_id = $1
-        AND (s.expires_at IS NULL OR s.expires_at > $2)
-    WHERE (m.user_id IS NOT NULL OR s.id IS NOT NULL) AND p.archived_at IS NULL";
+pub fn visible_agents() -> String {
+    visible_projects("$1", "$2", Archived::Excluded)
+}
 
 /// Which agents a read covers.
 pub enum Scope<'a> {
@@ -162,13 +161,13 @@ impl Scope<'_> {
         match self {
             Scope::Visible(user) => {
                 binds.push((*user).into());
-                let u = binds.len();
+                let u = format!("${}", binds.len());
                 binds.push(now().into());
-                let t = binds.len();
-                let visible = VISIBLE_AGENTS
-                    .replace("$1", &format!("${u}"))
-                    .replace("$2", &format!("${t}"));
-                format!("{column} IN ({visible})")
+                let t = format!("${}", binds.len());
+                format!(
+                    "{column} IN ({})",
+                    visible_projects(&u, &t, Archived::Excluded)
+                )
             }
             Scope::Agents([]) => "1 = 0".to_owned(),
             Scope::Agents(ids) => {

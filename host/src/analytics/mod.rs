@@ -2,11 +2,10 @@
 //! `/api/dashboard/*`, `/api/analytics/*`, `/api/usage/metrics`, per-project performance
 //! and comparison. Every read costs O(days × agents).
 //!
-//! Responses are cached for [`CACHE_SECONDS`] (in-process, or in Redis with `REDIS_URL`)
+//! Responses are cached for a minute ([`crate::infra::cache::TTL`]) (in-process, or in Redis with `REDIS_URL`)
 //! under a generation number that every analytics write bumps: a cached answer is never
 //! older than the last write.
 
-mod cache;
 mod dashboard;
 pub mod demo;
 pub mod export;
@@ -20,11 +19,7 @@ mod usage;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-pub use cache::Cache;
-
 use crate::state::AppState;
-
-pub const CACHE_SECONDS: u64 = 60;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

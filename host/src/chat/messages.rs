@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use super::responder::{self, ReplyStatus, Turn};
 use super::{
-    MESSAGE_COLUMNS, Message, Session, load_session, mark_read, message_event, messages_after,
-    provider_for,
+    MESSAGE_COLUMNS, Message, Session, SessionStatus, load_session, mark_read, message_event,
+    messages_after, provider_for,
 };
 use crate::analytics::rollup::{self, Day, Reading, Rollup};
 use crate::args;
@@ -269,14 +269,8 @@ pub async fn converse(
     author: Uuid,
     content: String,
 ) -> AppResult<Exchange> {
-    let content = content.trim().to_owned();
-    if content.is_empty() || content.chars().count() > MAX_CONTENT {
-        return Err(AppError::invalid(
-            "content",
-            format!("must be 1 to {MAX_CONTENT} characters"),
-        ));
-    }
-    if session.status == "closed" {
+    let content = validate_content(&content)?;
+    if session.status == SessionStatus::Closed {
         return Err(AppError::Conflict(
             "the session is closed; reopen it (PATCH status=active) to continue".into(),
         ));
@@ -291,38 +285,14 @@ pub async fn converse(
         },
     )
     .await?;
-    let channel = format!("chat:{}", session.id);
     state
         .bus
         .publish(
-            &channel,
+            &format!("chat:{}", session.id),
             &json!({"type": "typing", "session_id": session.id, "agent_id": session.agent_id}),
         )
         .await;
-
-    let history: Vec<Message> = state
-        .db
-        .fetch_all(
-            &format!(
-                "SELECT {MESSAGE_COLUMNS} FROM chat_messages
-                 WHERE session_id = $1 AND role IN ('user', 'agent') AND status <> 'error'
-                 ORDER BY seq DESC LIMIT {HISTORY_TURNS}"
-            ),
-            args![session.id],
-        )
-        .await?;
-    let turns: Vec<Turn> = history
-        .into_iter()
-        .rev()
-        .map(|m| Turn {
-            role: if m.role == "agent" {
-                "assistant"
-            } else {
-                "user"
-            },
-            content: m.content,
-        })
-        .collect();
+    let turns = history(state, session.id).await?;
     let (system_prompt, settings) =
         crate::projects::variants::effective(&state.db, &project, session.variant.as_deref())
             .await?;
@@ -333,79 +303,37 @@ pub async fn converse(
         .unwrap_or(responder::DEFAULT_FALLBACK)
         .to_owned();
     let provider = provider_for(state, project.id).await?;
+    let knowledge = Knowledge::for_question(state, &project, &provider, &content).await?;
+    let system_prompt = knowledge.prompt(&provider, system_prompt);
 
-    // Knowledge first: the agent's documents that hold the question's words.
-    let passages = answer::retrieve(&state.db, project.id, &content).await?;
-    let best_confidence = passages.first().map_or(0.0, |p| p.confidence);
-    let confident: Vec<&answer::Passage> = passages
-        .iter()
-        .filter(|p| p.confidence >= answer::CONFIDENCE_THRESHOLD)
-        .take(3)
-        .collect();
-    if best_confidence < answer::CONFIDENCE_THRESHOLD {
-        answer::record_gap(
-            &state.db,
-            project.id,
-            project.workspace_id,
-            &content,
-            best_confidence,
-        )
-        .await?;
-    }
-    let citations: Vec<Citation> = match &provider {
-        responder::Provider::Fallback => confident
-            .first()
-            .map(|p| vec![p.citation()])
-            .unwrap_or_default(),
-        _ => confident.iter().map(|p| p.citation()).collect(),
-    };
-    let system_prompt = match (&provider, confident.is_empty()) {
-        (responder::Provider::OpenAiCompatible { .. }, false) => {
-            format!("{system_prompt}\n\n{}", answer::context(&confident))
-        }
-        _ => system_prompt,
-    };
-
-    // Streamed tokens go out on the bus as they come.
-    let (token_tx, mut token_rx) = tokio::sync::mpsc::channel::<String>(256);
-    let bus = state.bus.clone();
-    let (session_id, reply_to) = (session.id, message.seq);
-    let relay = tokio::spawn(async move {
-        while let Some(delta) = token_rx.recv().await {
-            bus.publish(
-                &format!("chat:{session_id}"),
-                &json!({"type": "token", "session_id": session_id, "reply_to": reply_to, "delta": delta}),
-            )
-            .await;
-        }
-    });
     let started = Instant::now();
-    let reply = match (&provider, confident.first()) {
+    let (reply, latency_ms) = match (&provider, knowledge.confident.first()) {
         // Without a model, the best passage is the answer.
         (responder::Provider::Fallback, Some(best)) => {
-            drop(token_tx);
-            Ok(responder::Reply {
+            let reply = responder::Reply {
                 content: answer::compose(best, &content),
                 prompt_tokens: 0,
                 completion_tokens: 0,
                 status: ReplyStatus::Ok,
-            })
+            };
+            (Ok(reply), started.elapsed().as_millis() as i64)
         }
         _ => {
-            responder::reply(
+            let (tokens, relay) = relay_tokens(state, session.id, message.seq);
+            let reply = responder::reply(
                 &state.http,
                 &provider,
                 &system_prompt,
                 &fallback,
                 &turns,
-                token_tx,
+                tokens,
             )
-            .await
+            .await;
+            let latency_ms = started.elapsed().as_millis() as i64;
+            let _ = relay.await;
+            (reply, latency_ms)
         }
     };
-    let latency_ms = started.elapsed().as_millis() as i64;
-    let _ = relay.await;
-
     match reply {
         Ok(reply) => {
             let status = match reply.status {
@@ -420,7 +348,7 @@ pub async fn converse(
                     status,
                     latency_ms,
                     model: provider.model(),
-                    citations: &citations,
+                    citations: &knowledge.citations,
                 },
             )
             .await?;
@@ -430,43 +358,188 @@ pub async fn converse(
             })
         }
         Err(problem) => {
-            tracing::warn!(project = %project.id, error = %problem, "agent reply failed");
-            let failed = responder::Reply {
-                content: format!("The agent could not answer: {problem}"),
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                status: ReplyStatus::Ok,
-            };
-            let stored = append(
-                state,
+            let failure = Failure {
+                project: &project,
                 session,
-                Entry::Agent {
-                    reply: &failed,
-                    status: "error",
-                    latency_ms,
-                    model: provider.model(),
-                    citations: &[],
-                },
+                message,
+                latency_ms,
+                model: provider.model(),
+            };
+            Err(failure.record(state, problem).await?)
+        }
+    }
+}
+
+/// A message's content, trimmed and within bounds.
+fn validate_content(content: &str) -> AppResult<String> {
+    let content = content.trim();
+    if content.is_empty() || content.chars().count() > MAX_CONTENT {
+        return Err(AppError::invalid(
+            "content",
+            format!("must be 1 to {MAX_CONTENT} characters"),
+        ));
+    }
+    Ok(content.to_owned())
+}
+
+/// The conversation so far, oldest first, as the model sees it (the latest turns only).
+async fn history(state: &AppState, session_id: Uuid) -> AppResult<Vec<Turn>> {
+    let latest: Vec<Message> = state
+        .db
+        .fetch_all(
+            &format!(
+                "SELECT {MESSAGE_COLUMNS} FROM chat_messages
+                 WHERE session_id = $1 AND role IN ('user', 'agent') AND status <> 'error'
+                 ORDER BY seq DESC LIMIT {HISTORY_TURNS}"
+            ),
+            args![session_id],
+        )
+        .await?;
+    Ok(latest
+        .into_iter()
+        .rev()
+        .map(|m| Turn {
+            role: if m.role == "agent" {
+                "assistant"
+            } else {
+                "user"
+            },
+            content: m.content,
+        })
+        .collect())
+}
+
+/// What the agent's documents say to a question.
+struct Knowledge {
+    /// The passages confident enough to answer from, best first (at most three).
+    confident: Vec<answer::Passage>,
+    /// What the reply cites: the passage answering alone without a model, all of them with one.
+    citations: Vec<Citation>,
+}
+
+impl Knowledge {
+    /// Retrieves the passages; a question they cannot answer is recorded as a knowledge gap.
+    async fn for_question(
+        state: &AppState,
+        project: &crate::projects::ProjectRow,
+        provider: &responder::Provider,
+        question: &str,
+    ) -> AppResult<Knowledge> {
+        let passages = answer::retrieve(&state.db, project.id, question).await?;
+        let best_confidence = passages.first().map_or(0.0, |p| p.confidence);
+        if best_confidence < answer::CONFIDENCE_THRESHOLD {
+            answer::record_gap(
+                &state.db,
+                project.id,
+                project.workspace_id,
+                question,
+                best_confidence,
             )
             .await?;
-            notify(
-                state,
-                project.owner_id,
-                "agent_error",
-                json!({"project_id": project.id, "session_id": session.id, "message_id": stored.id, "error": problem}),
+        }
+        let confident: Vec<answer::Passage> = passages
+            .into_iter()
+            .filter(|p| p.confidence >= answer::CONFIDENCE_THRESHOLD)
+            .take(3)
+            .collect();
+        let citations = match provider {
+            responder::Provider::Fallback => confident
+                .first()
+                .map(|p| vec![p.citation()])
+                .unwrap_or_default(),
+            _ => confident.iter().map(|p| p.citation()).collect(),
+        };
+        Ok(Knowledge {
+            confident,
+            citations,
+        })
+    }
+
+    /// The system prompt with the passages appended, for a model (RAG).
+    fn prompt(&self, provider: &responder::Provider, system_prompt: String) -> String {
+        match provider {
+            responder::Provider::OpenAiCompatible { .. } if !self.confident.is_empty() => {
+                let passages: Vec<&answer::Passage> = self.confident.iter().collect();
+                format!("{system_prompt}\n\n{}", answer::context(&passages))
+            }
+            _ => system_prompt,
+        }
+    }
+}
+
+/// A sender for the reply's streamed tokens, and the task that publishes them on the
+/// session's channel as they come (it ends when the sender is dropped).
+fn relay_tokens(
+    state: &AppState,
+    session_id: Uuid,
+    reply_to: i64,
+) -> (
+    tokio::sync::mpsc::Sender<String>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tokens, mut received) = tokio::sync::mpsc::channel::<String>(256);
+    let bus = state.bus.clone();
+    let relay = tokio::spawn(async move {
+        while let Some(delta) = received.recv().await {
+            bus.publish(
+                &format!("chat:{session_id}"),
+                &json!({"type": "token", "session_id": session_id, "reply_to": reply_to, "delta": delta}),
             )
             .await;
-            let results = serde_json::to_value(Exchange {
-                message,
-                reply: stored,
-            })
-            .map_err(anyhow::Error::from)?;
-            Err(AppError::Rejected {
-                status: StatusCode::BAD_GATEWAY,
-                detail: problem,
-                results,
-            })
         }
+    });
+    (tokens, relay)
+}
+
+/// A provider that failed to answer a user's message.
+struct Failure<'a> {
+    project: &'a crate::projects::ProjectRow,
+    session: &'a Session,
+    message: Message,
+    latency_ms: i64,
+    model: &'a str,
+}
+
+impl Failure<'_> {
+    /// Stores the failure as an agent message with status `error`, tells the project's owner,
+    /// and returns the 502 that carries both messages.
+    async fn record(self, state: &AppState, problem: String) -> AppResult<AppError> {
+        tracing::warn!(project = %self.project.id, error = %problem, "agent reply failed");
+        let failed = responder::Reply {
+            content: format!("The agent could not answer: {problem}"),
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            status: ReplyStatus::Ok,
+        };
+        let stored = append(
+            state,
+            self.session,
+            Entry::Agent {
+                reply: &failed,
+                status: "error",
+                latency_ms: self.latency_ms,
+                model: self.model,
+                citations: &[],
+            },
+        )
+        .await?;
+        notify(
+            state,
+            self.project.owner_id,
+            "agent_error",
+            json!({"project_id": self.project.id, "session_id": self.session.id, "message_id": stored.id, "error": problem}),
+        )
+        .await;
+        let results = serde_json::to_value(Exchange {
+            message: self.message,
+            reply: stored,
+        })
+        .map_err(anyhow::Error::from)?;
+        Ok(AppError::Rejected {
+            status: StatusCode::BAD_GATEWAY,
+            detail: problem,
+            results,
+        })
     }
 }
 
@@ -532,7 +605,7 @@ async fn rate_message(
     rollup.rating_changed(
         Day::of(session.agent_id, session.workspace_id, target.created_at),
         session.variant.as_deref().unwrap_or_default(),
-        &target.status,
+        target.status.as_str(),
         target.rating,
         req.rating,
     );

@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 pub use messages::post_from_socket;
-pub use sessions::{Priority, announce_change};
+pub use sessions::{SessionChange, announce_change, change_in_workspace};
 
 use crate::args;
 use crate::db::Db;
@@ -37,6 +37,35 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(voice::router())
 }
 
+crate::text_enum! {
+    pub enum SessionStatus {
+        Active = "active",
+        Closed = "closed",
+        Escalated = "escalated",
+    }
+}
+
+crate::text_enum! {
+    pub enum Priority {
+        Low = "low",
+        Normal = "normal",
+        High = "high",
+        Urgent = "urgent",
+    }
+}
+
+crate::text_enum! {
+    /// How an agent reply went; user and system messages are `ok`.
+    pub enum MessageStatus {
+        /// Answered (or not an agent reply).
+        Ok = "ok",
+        /// The agent had no answer and gave its fallback.
+        Unanswered = "unanswered",
+        /// The provider failed.
+        Error = "error",
+    }
+}
+
 /// A chat session as stored, with the caller's read position.
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Session {
@@ -47,10 +76,10 @@ pub struct Session {
     /// The agent (project) that answers.
     pub agent_id: Uuid,
     pub title: String,
-    /// active, closed or escalated.
-    pub status: String,
-    /// low, normal, high or urgent.
-    pub priority: String,
+    #[sqlx(try_from = "String")]
+    pub status: SessionStatus,
+    #[sqlx(try_from = "String")]
+    pub priority: Priority,
     /// The project's `version` when the session started.
     pub config_version: i64,
     /// The A/B variant of the agent's configuration this session uses, if any.
@@ -85,8 +114,8 @@ pub struct Message {
     pub completion_tokens: i64,
     /// For agent replies: how long the answer took.
     pub latency_ms: Option<i64>,
-    /// ok, unanswered (the agent had no answer) or error (the provider failed).
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: MessageStatus,
     /// 1–5, given by a participant to an agent reply.
     pub rating: Option<i64>,
     pub rating_comment: Option<String>,

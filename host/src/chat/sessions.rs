@@ -12,7 +12,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{MESSAGE_COLUMNS, Message, SESSION_COLUMNS, Session, load_session, messages};
+use super::{
+    MESSAGE_COLUMNS, Message, Priority, SESSION_COLUMNS, Session, SessionStatus, load_session,
+    messages,
+};
+use crate::access::{Archived, visible_projects};
 use crate::analytics::rollup::{Day, Rollup};
 use crate::args;
 use crate::auth::AuthUser;
@@ -28,30 +32,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(active_sessions))
         .routes(routes!(get_session, update_session))
         .routes(routes!(join_session))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum SessionStatus {
-    Active,
-    Closed,
-    Escalated,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Priority {
-    Low,
-    Normal,
-    High,
-    Urgent,
-}
-
-fn as_text<T: Serialize>(v: T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -134,7 +114,7 @@ async fn create_session(
             auth.id,
             project.id,
             title,
-            as_text(req.priority.unwrap_or(Priority::Normal)),
+            req.priority.unwrap_or(Priority::Normal).as_str(),
             project.version,
             req.template_id,
             at,
@@ -207,11 +187,8 @@ async fn update_session(
         Some(t) => validate_title(t)?,
         None => current.title.clone(),
     };
-    let status = req.status.map(as_text).unwrap_or(current.status.clone());
-    let priority = req
-        .priority
-        .map(as_text)
-        .unwrap_or(current.priority.clone());
+    let status = req.status.unwrap_or(current.status).as_str();
+    let priority = req.priority.unwrap_or(current.priority).as_str();
     state
         .db
         .execute(
@@ -221,6 +198,40 @@ async fn update_session(
         .await?;
     announce_change(&state, id).await?;
     Ok(Json(load_session(&state.db, id, auth.id).await?))
+}
+
+/// A change a plugin may make to a session.
+pub enum SessionChange {
+    Status(SessionStatus),
+    Priority(Priority),
+}
+
+/// Changes a session of `workspace_id` (on behalf of a plugin installed there) and announces
+/// it; `false` when the workspace holds no such session.
+pub async fn change_in_workspace(
+    state: &AppState,
+    workspace_id: Uuid,
+    session_id: Uuid,
+    change: SessionChange,
+) -> AppResult<bool> {
+    let (column, value) = match change {
+        SessionChange::Status(status) => ("status", status.as_str()),
+        SessionChange::Priority(priority) => ("priority", priority.as_str()),
+    };
+    let changed = state
+        .db
+        .execute(
+            &format!(
+                "UPDATE chat_sessions SET {column} = $1, updated_at = $2 WHERE id = $3 AND workspace_id = $4"
+            ),
+            args![value, now(), session_id, workspace_id],
+        )
+        .await?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    announce_change(state, session_id).await?;
+    Ok(true)
 }
 
 /// Tells a session's sockets that its title, status or priority changed (the `session`
@@ -340,12 +351,9 @@ async fn active_sessions(
                        AND x.seq > c.last_read_seq AND (x.author_id IS NULL OR x.author_id <> $1)) AS unread_count
                  FROM chat_sessions s
                  JOIN chat_participants c ON c.session_id = s.id AND c.user_id = $1
-                 JOIN projects p ON p.id = s.agent_id
-                 LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
-                 LEFT JOIN project_shares sh ON sh.project_id = p.id AND sh.user_id = $1
-                    AND (sh.expires_at IS NULL OR sh.expires_at > $2)
-                 WHERE (m.user_id IS NOT NULL OR sh.id IS NOT NULL){filter}
+                 WHERE s.agent_id IN ({}){filter}
                  ORDER BY s.last_message_at DESC, s.id DESC LIMIT {}",
+                visible_projects("$1", "$2", Archived::Included),
                 limit + 1
             ),
             binds,
@@ -364,7 +372,7 @@ async fn active_sessions(
     let mut last_messages: Vec<Message> = Vec::new();
     if !with_messages.is_empty() {
         let mut binds = Vec::new();
-        let list = crate::projects::queries::placeholders(
+        let list = crate::db::placeholders(
             &mut binds,
             with_messages.iter().map(|r| Arg::from(r.session.id)),
         );

@@ -59,7 +59,6 @@ impl Modify for BearerAuth {
 /// The whole application, ready to serve.
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(crate::auth::router())
         .merge(crate::user::router())
         .merge(crate::team::router())
         .merge(crate::projects::router())

@@ -10,12 +10,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::access::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::Arg;
 use crate::error::{AppQuery, AppResult};
 use crate::state::AppState;
-use crate::team::{Role, require_role};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(analytics))

@@ -11,11 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use crate::access::target_workspace;
 use crate::args;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppJson, AppResult};
 use crate::plugins::{Call, Kind, Output, enabled_of_kind, invoke};
-use crate::projects::crud::target_workspace;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -146,7 +146,7 @@ async fn auto_tag(
 
 fn merge(
     into: &mut BTreeMap<String, Suggestion>,
-    scored: Vec<crate::plugins::runtime::Scored>,
+    scored: Vec<crate::infra::sandbox::Scored>,
     plugin_id: &str,
 ) {
     for s in scored {

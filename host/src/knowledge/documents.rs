@@ -13,9 +13,9 @@ use super::{DOCUMENT_COLUMNS, Document, FileType, index, load, sha256};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Arg, Page, PageQuery, Tx, new_id, now};
+use crate::db::{Filter, placeholders};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::projects::crud::normalize_tags;
-use crate::projects::queries::placeholders;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -234,8 +234,7 @@ async fn create_document(
     validate_content(&req.content)?;
     let category = validate_category(&req.category)?;
     let tags = normalize_tags(&req.tags)?;
-    let workspace_id =
-        crate::projects::crud::target_workspace(&state, &auth, req.workspace_id).await?;
+    let workspace_id = crate::access::target_workspace(&state, &auth, req.workspace_id).await?;
     let digest = sha256(&req.content);
     let mut tx = state.db.begin().await?;
     let id = insert(
@@ -276,6 +275,38 @@ pub struct DocumentQuery {
     pub cursor: Option<String>,
 }
 
+/// The document filters that listing and search share: attached to an agent, with a tag, of a
+/// category or file type.
+pub(super) fn filter_documents(
+    filter: &mut Filter,
+    project_id: Option<Uuid>,
+    tag: Option<&str>,
+    category: Option<&str>,
+    file_type: Option<FileType>,
+) {
+    if let Some(p) = project_id {
+        filter.and(
+            " AND EXISTS (SELECT 1 FROM document_projects dp WHERE dp.document_id = d.id AND dp.project_id = {})",
+            p,
+        );
+    }
+    if let Some(tag) = tag.filter(|t| !t.is_empty()) {
+        filter.and(
+            " AND CAST(d.tags AS TEXT) LIKE {}",
+            format!(
+                "%\"{}\"%",
+                tag.trim().to_lowercase().replace(['%', '_', '"'], "")
+            ),
+        );
+    }
+    if let Some(c) = category.filter(|c| !c.is_empty()) {
+        filter.and(" AND d.category = {}", c.trim().to_lowercase());
+    }
+    if let Some(t) = file_type {
+        filter.and(" AND d.file_type = {}", t.as_str());
+    }
+}
+
 /// The documents of the caller's workspaces, newest first.
 #[utoipa::path(get, path = "/api/knowledge/documents", tag = "knowledge", security(("bearer" = [])),
     params(DocumentQuery),
@@ -285,48 +316,21 @@ async fn list_documents(
     auth: AuthUser,
     AppQuery(q): AppQuery<DocumentQuery>,
 ) -> AppResult<Json<Page<Document>>> {
-    let mut binds = args![auth.id];
-    let mut filter = String::new();
-    let mut add = |clause: &str, value: Arg, binds: &mut Vec<Arg>| {
-        binds.push(value);
-        filter += &clause.replace("{}", &format!("${}", binds.len()));
-    };
+    let mut filter = Filter::after(args![auth.id]);
     if let Some(ws) = q.workspace_id {
-        add(" AND d.workspace_id = {}", ws.into(), &mut binds);
+        filter.and(" AND d.workspace_id = {}", ws);
     }
-    if let Some(p) = q.project_id {
-        add(
-            " AND EXISTS (SELECT 1 FROM document_projects dp WHERE dp.document_id = d.id AND dp.project_id = {})",
-            p.into(),
-            &mut binds,
-        );
-    }
-    if let Some(tag) = q.tag.filter(|t| !t.is_empty()) {
-        add(
-            " AND CAST(d.tags AS TEXT) LIKE {}",
-            format!(
-                "%\"{}\"%",
-                tag.trim().to_lowercase().replace(['%', '_', '"'], "")
-            )
-            .into(),
-            &mut binds,
-        );
-    }
-    if let Some(c) = q.category.filter(|c| !c.is_empty()) {
-        add(
-            " AND d.category = {}",
-            c.trim().to_lowercase().into(),
-            &mut binds,
-        );
-    }
-    if let Some(t) = q.file_type {
-        add(" AND d.file_type = {}", t.as_str().into(), &mut binds);
-    }
+    filter_documents(
+        &mut filter,
+        q.project_id,
+        q.tag.as_deref(),
+        q.category.as_deref(),
+        q.file_type,
+    );
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        add(
+        filter.and(
             " AND LOWER(d.title) LIKE {} ESCAPE '\\'",
-            crate::db::contains_pattern(text).into(),
-            &mut binds,
+            crate::db::contains_pattern(text),
         );
     }
     let page = PageQuery {
@@ -339,10 +343,11 @@ async fn list_documents(
             &format!(
                 "SELECT {DOCUMENT_COLUMNS} FROM documents d
                  JOIN workspace_members m ON m.workspace_id = d.workspace_id AND m.user_id = $1
-                 WHERE 1 = 1{filter}"
+                 WHERE 1 = 1{}",
+                filter.sql
             ),
             "d.id",
-            binds,
+            filter.binds,
             &page,
             |d: &Document| d.id,
         )

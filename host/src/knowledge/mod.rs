@@ -19,11 +19,11 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::args;
 use crate::db::Exec;
 use crate::error::{AppError, AppResult};
 use crate::state::AppState;
-use crate::team::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -123,5 +123,5 @@ impl Document {
 
 /// The hex SHA-256 of text.
 pub fn sha256(text: &str) -> String {
-    crate::auth::hash_bytes(text.as_bytes())
+    crate::infra::hashing::hash_bytes(text.as_bytes())
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::FileType;
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Arg, Db, PageQuery};
+use crate::db::{Db, Filter, PageQuery};
 use crate::error::{AppError, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -125,49 +125,22 @@ async fn ranked(
     offset: i64,
     among: Among,
 ) -> AppResult<Vec<Hit>> {
-    let mut binds: Vec<Arg> = args![caller];
-    let mut filter = String::new();
-    let mut add = |clause: &str, value: Arg, binds: &mut Vec<Arg>| {
-        binds.push(value);
-        filter += &clause.replace("{}", &format!("${}", binds.len()));
-    };
-    if let Some(p) = q.project_id {
-        add(
-            " AND EXISTS (SELECT 1 FROM document_projects dp WHERE dp.document_id = d.id AND dp.project_id = {})",
-            p.into(),
-            &mut binds,
-        );
-    }
-    if let Some(tag) = q.tag.as_deref().filter(|t| !t.is_empty()) {
-        add(
-            " AND CAST(d.tags AS TEXT) LIKE {}",
-            format!(
-                "%\"{}\"%",
-                tag.trim().to_lowercase().replace(['%', '_', '"'], "")
-            )
-            .into(),
-            &mut binds,
-        );
-    }
-    if let Some(c) = q.category.as_deref().filter(|c| !c.is_empty()) {
-        add(
-            " AND d.category = {}",
-            c.trim().to_lowercase().into(),
-            &mut binds,
-        );
-    }
-    if let Some(t) = q.file_type {
-        add(" AND d.file_type = {}", t.as_str().into(), &mut binds);
-    }
+    let mut filter = Filter::after(args![caller]);
+    super::documents::filter_documents(
+        &mut filter,
+        q.project_id,
+        q.tag.as_deref(),
+        q.category.as_deref(),
+        q.file_type,
+    );
     if let Some(day) = q.updated_since {
         let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
-        add(" AND d.updated_at >= {}", start.into(), &mut binds);
+        filter.and(" AND d.updated_at >= {}", start);
     }
     let visible =
         "d.workspace_id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $1)";
     let sql = if db.is_postgres() {
-        binds.push(q.q.clone().into());
-        let n = binds.len();
+        let n = filter.bind(q.q.clone());
         // The head holds a repeated lexeme with all its positions, so for a one-lexeme query
         // its rank equals the whole vector's, without reading the whole vector.
         let (vector, heads) = if among == Among::Heads {
@@ -181,18 +154,18 @@ async fn ranked(
                 ts_headline('english', c.content, query, 'StartSel=<mark>, StopSel=</mark>, MaxWords=30, MinWords=12') AS snippet
              FROM document_chunks c
              JOIN documents d ON d.id = c.document_id
-             CROSS JOIN websearch_to_tsquery('english', ${n}) AS query
-             WHERE {vector} @@ query{heads} AND {visible}{filter}
-             ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}"
+             CROSS JOIN websearch_to_tsquery('english', {n}) AS query
+             WHERE {vector} @@ query{heads} AND {visible}{}
+             ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}",
+            filter.sql
         )
     } else {
-        binds.push(fts5_query(&q.q).into());
-        let n = binds.len();
+        let n = filter.bind(fts5_query(&q.q));
         // `+` keeps the planner from looking each candidate up in the big index one by one:
         // the matches are read in one pass and only the candidates are scored.
         let heads = if among == Among::Heads {
             format!(
-                " AND +document_chunks_fts.rowid IN (SELECT rowid FROM document_chunks_head WHERE document_chunks_head MATCH ${n})"
+                " AND +document_chunks_fts.rowid IN (SELECT rowid FROM document_chunks_head WHERE document_chunks_head MATCH {n})"
             )
         } else {
             String::new()
@@ -204,11 +177,12 @@ async fn ranked(
              FROM document_chunks_fts
              JOIN document_chunks c ON c.seq = document_chunks_fts.rowid
              JOIN documents d ON d.id = c.document_id
-             WHERE document_chunks_fts MATCH ${n}{heads} AND {visible}{filter}
-             ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}"
+             WHERE document_chunks_fts MATCH {n}{heads} AND {visible}{}
+             ORDER BY score DESC, c.seq LIMIT {limit} OFFSET {offset}",
+            filter.sql
         )
     };
-    Ok(db.fetch_all(&sql, binds).await?)
+    Ok(db.fetch_all(&sql, filter.binds).await?)
 }
 
 /// Searches the caller's documents.

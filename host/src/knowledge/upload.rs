@@ -20,6 +20,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
 use crate::error::{AppError, AppPath, AppResult};
+use crate::infra::jobs::{JobFuture, JobHandler};
 use crate::realtime::notify;
 use crate::state::AppState;
 
@@ -226,8 +227,7 @@ async fn upload(
     if files.is_empty() {
         return Err(AppError::invalid("files", "send at least one file"));
     }
-    let workspace_id =
-        crate::projects::crud::target_workspace(&state, &auth, options.workspace_id).await?;
+    let workspace_id = crate::access::target_workspace(&state, &auth, options.workspace_id).await?;
     options.workspace_id = Some(workspace_id);
     let upload_id = new_id();
     let at = now();
@@ -239,7 +239,7 @@ async fn upload(
     .await?;
     let mut seen: Vec<(String, String)> = Vec::new();
     for (position, (file_name, bytes, oversize)) in files.into_iter().enumerate() {
-        let digest = crate::auth::hash_bytes(&bytes);
+        let digest = crate::infra::hashing::hash_bytes(&bytes);
         let (status, reason) = if oversize {
             (
                 "failed",
@@ -290,7 +290,7 @@ async fn upload(
         )
         .await?;
         if status == "queued" {
-            crate::jobs::enqueue(&mut tx, JOB_KIND, json!({"file_id": file_id})).await?;
+            crate::infra::jobs::enqueue(&mut tx, JOB_KIND, json!({"file_id": file_id})).await?;
         }
     }
     tx.commit().await?;
@@ -432,7 +432,7 @@ fn finished(status: &str) -> bool {
 }
 
 /// The job: extracts one file's text and makes it a document.
-pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), String> {
+async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), String> {
     let file_id = file_id_of(payload)?;
     let job = load(state, file_id).await?;
     // Already finished by an earlier attempt that died before recording the job's end.
@@ -491,11 +491,7 @@ pub async fn process(state: &AppState, payload: &serde_json::Value) -> Result<()
 
 /// The job failed for good (it kept erroring): the file fails with the last error, so that
 /// the upload still ends.
-pub async fn give_up(
-    state: &AppState,
-    payload: &serde_json::Value,
-    error: &str,
-) -> Result<(), String> {
+async fn give_up(state: &AppState, payload: &serde_json::Value, error: &str) -> Result<(), String> {
     let file_id = file_id_of(payload)?;
     let job = load(state, file_id).await?;
     if finished(&job.status) {
@@ -503,6 +499,21 @@ pub async fn give_up(
     }
     let reason = format!("could not be processed: {error}");
     set_status(state, &job, file_id, "failed", Some(reason), None).await
+}
+
+/// Runs the upload jobs: each extracts and indexes one file.
+pub struct UploadJobs(pub AppState);
+
+impl JobHandler for UploadJobs {
+    fn run(&self, payload: serde_json::Value) -> JobFuture {
+        let state = self.0.clone();
+        Box::pin(async move { process(&state, &payload).await })
+    }
+
+    fn give_up(&self, payload: serde_json::Value, error: String) -> JobFuture {
+        let state = self.0.clone();
+        Box::pin(async move { give_up(&state, &payload, &error).await })
+    }
 }
 
 #[cfg(test)]

@@ -5,10 +5,9 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::runtime::Event;
 use crate::args;
-use crate::chat::{Priority, announce_change};
-use crate::db::now;
+use crate::chat::{Priority, SessionChange, SessionStatus, change_in_workspace};
+use crate::infra::sandbox::Event;
 use crate::realtime::notify;
 use crate::state::AppState;
 
@@ -38,33 +37,21 @@ pub async fn apply(
         match event.kind.as_str() {
             "chat.escalate" | "chat.priority" => {
                 let session = uuid_of(&payload, "session_id").map_err(refused)?;
-                let (column, value) = if event.kind == "chat.escalate" {
-                    ("status", "escalated".to_owned())
+                let change = if event.kind == "chat.escalate" {
+                    SessionChange::Status(SessionStatus::Escalated)
                 } else {
-                    serde_json::from_value::<Priority>(payload["priority"].clone()).map_err(
-                        |_| refused("priority must be one of low, normal, high, urgent".into()),
-                    )?;
-                    (
-                        "priority",
-                        payload["priority"].as_str().unwrap_or_default().to_owned(),
+                    SessionChange::Priority(
+                        serde_json::from_value::<Priority>(payload["priority"].clone()).map_err(
+                            |_| refused("priority must be one of low, normal, high, urgent".into()),
+                        )?,
                     )
                 };
-                let changed = state
-                    .db
-                    .execute(
-                        &format!(
-                            "UPDATE chat_sessions SET {column} = $1, updated_at = $2 WHERE id = $3 AND workspace_id = $4"
-                        ),
-                        args![value.clone(), now(), session, workspace_id],
-                    )
+                let changed = change_in_workspace(state, workspace_id, session, change)
                     .await
                     .map_err(|e| e.to_string())?;
-                if changed == 0 {
+                if !changed {
                     return Err(refused("no such session in the plugin's workspace".into()));
                 }
-                announce_change(state, session)
-                    .await
-                    .map_err(|e| e.to_string())?;
                 if event.kind == "chat.escalate" {
                     let reason = payload["reason"].as_str().unwrap_or_default();
                     for user in admins(state, workspace_id).await? {

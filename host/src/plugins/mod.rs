@@ -4,11 +4,11 @@
 //! (`/api/integrations/*`); the rest of the host calls them through [`invoke`].
 
 mod events;
-mod extism;
-pub mod manifest;
+mod inbound;
+mod installations;
 mod marketplace;
 mod registry;
-pub mod runtime;
+mod testing;
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -19,20 +19,23 @@ use sqlx::types::Json as SqlJson;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-pub use manifest::{Capability, Kind, Manifest, PackageFormat};
-pub use runtime::{Call, Limits, Outcome, Output, PluginError, Runtime};
+pub use crate::infra::sandbox::{Call, Capability, Kind, Manifest, Outcome, Output, PluginError};
 
 use crate::args;
-use crate::auth::hash_bytes;
 use crate::db::{Db, new_id, now};
 use crate::error::{AppError, AppResult};
-use crate::secrets::SecretBox;
+use crate::infra::hashing::hash_bytes;
+use crate::infra::sandbox;
+use crate::infra::secrets::SecretBox;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(registry::router())
         .merge(marketplace::router())
+        .merge(installations::router())
+        .merge(testing::router())
+        .merge(inbound::router())
 }
 
 /// The plugins built into this host (`plugins/*`): (crate, manifest, component), embedded by
@@ -348,7 +351,7 @@ async fn trim_invocation_log(state: &AppState, plugin_id: &str) -> AppResult<()>
 async fn prepare(
     state: &AppState,
     installed: &Installed,
-) -> AppResult<Result<runtime::Grants, PluginError>> {
+) -> AppResult<Result<sandbox::Grants, PluginError>> {
     if installed.approved_sha256 != installed.sha256 {
         return Ok(Err(PluginError::Unapproved));
     }
@@ -380,7 +383,7 @@ async fn prepare(
         .collect();
     let secrets = open_secrets(&state.secrets, installed.secrets.as_deref())?;
     config.extend(secrets.iter().map(|(k, v)| (k.clone(), setting_text(v))));
-    Ok(Ok(runtime::Grants {
+    Ok(Ok(sandbox::Grants {
         plugin_id: installed.plugin_id.clone(),
         workspace_id: Some(installed.workspace_id),
         capabilities: manifest.capabilities.clone(),

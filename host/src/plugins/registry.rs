@@ -13,12 +13,13 @@ use uuid::Uuid;
 
 use super::Manifest;
 use super::marketplace::{PluginView, plugin_view};
+use crate::access::{Role, require_role};
 use crate::args;
-use crate::auth::{AuthUser, hash_bytes};
+use crate::auth::AuthUser;
 use crate::db::{Arg, Page, PageQuery};
 use crate::error::{AppError, AppPath, AppQuery, AppResult};
+use crate::infra::hashing::hash_bytes;
 use crate::state::AppState;
-use crate::team::{Role, require_role};
 
 /// The largest component accepted.
 const MAX_WASM_BYTES: usize = 20 * 1024 * 1024;

@@ -13,11 +13,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::crud::{
-    MAX_DESCRIPTION, MAX_PROMPT, normalize_tags, target_workspace, validate_name, validate_object,
-    validate_text,
+    MAX_DESCRIPTION, MAX_PROMPT, normalize_tags, validate_name, validate_object, validate_text,
 };
 use super::queries::{self, NewProjectRecord, copy_name};
 use super::{Permission, Project, ProjectRow, Status};
+use crate::access::target_workspace;
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Tx, now};
@@ -208,7 +208,7 @@ async fn bulk(
 
     let mut results = Vec::with_capacity(ids.len());
     let mut by_workspace: HashMap<Uuid, Vec<Uuid>> = HashMap::new();
-    let personal = crate::team::personal_workspace(&state.db, auth.id).await?;
+    let personal = crate::access::personal_workspace(&state.db, auth.id).await?;
     for id in &ids {
         let row = &rows[id];
         by_workspace.entry(row.workspace_id).or_default().push(*id);

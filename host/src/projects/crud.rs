@@ -10,14 +10,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::queries::{self, NewProjectRecord, SELECT_PROJECT, VISIBLE, placeholders};
+use super::queries::{self, NewProjectRecord};
 use super::{Permission, Project, ProjectRow, Status};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Arg, Cursor, Page, PageQuery, now};
+use crate::db::{Arg, Cursor, Db, Filter, Page, PageQuery, contains_pattern, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::state::AppState;
-use crate::team::{Role, require_role};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -126,33 +125,6 @@ struct TemplateDefaults {
     tags: sqlx::types::Json<Vec<String>>,
 }
 
-/// The caller's target workspace: the one asked for (they must belong to it) or their
-/// personal one.
-pub async fn target_workspace(
-    state: &AppState,
-    auth: &AuthUser,
-    asked: Option<Uuid>,
-) -> AppResult<Uuid> {
-    match asked {
-        Some(id) => {
-            require_role(&state.db, id, auth.id, Role::Member)
-                .await
-                .map_err(|_| {
-                    AppError::invalid("workspace_id", "is not a workspace you belong to")
-                })?;
-            Ok(id)
-        }
-        None => crate::team::personal_workspace(&state.db, auth.id)
-            .await?
-            .ok_or_else(|| {
-                AppError::invalid(
-                    "workspace_id",
-                    "is required: you have no personal workspace",
-                )
-            }),
-    }
-}
-
 /// Creates an agent, optionally from a template.
 #[utoipa::path(post, path = "/api/projects", tag = "projects", security(("bearer" = [])),
     request_body = NewProject,
@@ -187,7 +159,7 @@ async fn create_project(
             .unwrap_or_default(),
     )?;
     let record = NewProjectRecord {
-        workspace_id: target_workspace(&state, &auth, req.workspace_id).await?,
+        workspace_id: crate::access::target_workspace(&state, &auth, req.workspace_id).await?,
         owner_id: auth.id,
         name,
         description: validate_text(
@@ -392,7 +364,7 @@ async fn delete_project(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProjectListQuery {
     /// Only projects with any of these tags (comma-separated).
@@ -472,6 +444,27 @@ async fn list_projects(
     auth: AuthUser,
     AppQuery(q): AppQuery<ProjectListQuery>,
 ) -> AppResult<Json<ProjectList>> {
+    let page = list_page(&state.db, auth.id, &q).await?;
+    let available_tags = queries::available_tags(&state.db, auth.id, q.workspace_id).await?;
+    Ok(Json(ProjectList {
+        projects: page
+            .items
+            .into_iter()
+            .map(|r| r.into_view(auth.id))
+            .collect(),
+        next_cursor: page.next_cursor,
+        filters: ProjectFilters {
+            available_tags,
+            performance_metrics: vec!["success_rate", "response_time", "satisfaction"],
+            status_options: Status::ALL.iter().map(|s| s.as_str()).collect(),
+        },
+        bulk_actions: super::bulk::BulkAction::NAMES.to_vec(),
+    }))
+}
+
+/// One page of the projects `caller` sees, filtered and sorted as `q` asks. The rows come
+/// from the caller's memberships and shares, so the cost follows what they see.
+pub async fn list_page(db: &Db, caller: Uuid, q: &ProjectListQuery) -> AppResult<Page<ProjectRow>> {
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor.clone(),
@@ -481,39 +474,36 @@ async fn list_projects(
     let (column, descending) = parse_sort(&sort)?;
     let cursor = page.cursor(&sort)?;
 
-    let mut binds = args![auth.id, now()];
-    let mut filter = format!(" WHERE {VISIBLE}");
+    let mut filter = Filter::after(args![caller, now()]);
     if let Some(ws) = q.workspace_id {
-        binds.push(ws.into());
-        filter += &format!(" AND p.workspace_id = ${}", binds.len());
+        filter.and(" AND p.workspace_id = {}", ws);
     }
     if !q.include_archived.unwrap_or(false) {
-        filter += " AND p.archived_at IS NULL";
+        filter.sql += " AND p.archived_at IS NULL";
     }
     let statuses = split_list(q.status.as_deref());
     for s in &statuses {
-        if !Status::ALL.iter().any(|x| x.as_str() == s) {
+        if Status::parse(s).is_none() {
             return Err(AppError::BadRequest(format!(
                 "`status` must be among active, paused, training, error; got `{s}`"
             )));
         }
     }
     if !statuses.is_empty() {
-        let list = placeholders(&mut binds, statuses.into_iter().map(Arg::from));
-        filter += &format!(" AND p.status IN ({list})");
+        let list = filter.list(statuses.into_iter().map(Arg::from));
+        filter.sql += &format!(" AND p.status IN ({list})");
     }
     let tags = split_list(q.tag.as_deref());
     if !tags.is_empty() {
-        let list = placeholders(&mut binds, tags.into_iter().map(Arg::from));
-        filter += &format!(
+        let list = filter.list(tags.into_iter().map(Arg::from));
+        filter.sql += &format!(
             " AND EXISTS (SELECT 1 FROM project_tags t WHERE t.project_id = p.id AND t.tag IN ({list}))"
         );
     }
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
-        binds.push(crate::db::contains_pattern(text).into());
-        let n = binds.len();
-        filter += &format!(
-            " AND (LOWER(p.name) LIKE ${n} ESCAPE '\\' OR LOWER(p.description) LIKE ${n} ESCAPE '\\')"
+        let n = filter.bind(contains_pattern(text));
+        filter.sql += &format!(
+            " AND (LOWER(p.name) LIKE {n} ESCAPE '\\' OR LOWER(p.description) LIKE {n} ESCAPE '\\')"
         );
     }
 
@@ -541,24 +531,23 @@ async fn list_projects(
                 ));
             }
         };
-        binds.push(value);
-        let v = binds.len();
-        binds.push(c.id.into());
-        let i = binds.len();
-        filter +=
-            &format!(" AND ({column_sql} {op} ${v} OR ({column_sql} = ${v} AND p.id {op} ${i}))");
+        let v = filter.bind(value);
+        let i = filter.bind(c.id);
+        filter.sql +=
+            &format!(" AND ({column_sql} {op} {v} OR ({column_sql} = {v} AND p.id {op} {i}))");
     }
-    let rows: Vec<ProjectRow> = state
-        .db
+    let rows: Vec<ProjectRow> = db
         .fetch_all(
             &format!(
-                "{SELECT_PROJECT}{filter} ORDER BY {column_sql} {dir}, p.id {dir} LIMIT {}",
+                "{}{} ORDER BY {column_sql} {dir}, p.id {dir} LIMIT {}",
+                queries::select_visible_projects(),
+                filter.sql,
                 limit + 1
             ),
-            binds,
+            filter.binds,
         )
         .await?;
-    let page = Page::from_rows(rows, limit, |r| Cursor {
+    Ok(Page::from_rows(rows, limit, |r| Cursor {
         sort: sort.clone(),
         value: Some(match column {
             SortColumn::Name => r.name.clone(),
@@ -566,22 +555,5 @@ async fn list_projects(
             SortColumn::UpdatedAt => r.updated_at.to_rfc3339(),
         }),
         id: r.id,
-    });
-
-    let available_tags = queries::available_tags(&state.db, auth.id, q.workspace_id).await?;
-
-    Ok(Json(ProjectList {
-        projects: page
-            .items
-            .into_iter()
-            .map(|r| r.into_view(auth.id))
-            .collect(),
-        next_cursor: page.next_cursor,
-        filters: ProjectFilters {
-            available_tags,
-            performance_metrics: vec!["success_rate", "response_time", "satisfaction"],
-            status_options: Status::ALL.iter().map(|s| s.as_str()).collect(),
-        },
-        bulk_actions: super::bulk::BulkAction::NAMES.to_vec(),
     }))
 }

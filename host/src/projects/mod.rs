@@ -16,15 +16,15 @@ mod templates;
 pub mod variants;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::types::Json as SqlJson;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::error::AppError;
 use crate::state::AppState;
-use crate::team::Role;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -37,58 +37,21 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(variants::router())
 }
 
-/// What a caller may do with a project, weakest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Permission {
-    View,
-    Edit,
-    Admin,
-}
-
-impl Permission {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Permission::View => "view",
-            Permission::Edit => "edit",
-            Permission::Admin => "admin",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Permission> {
-        match s {
-            "view" => Some(Permission::View),
-            "edit" => Some(Permission::Edit),
-            "admin" => Some(Permission::Admin),
-            _ => None,
-        }
+crate::text_enum! {
+    /// What a caller may do with a project, weakest first.
+    pub enum Permission {
+        View = "view",
+        Edit = "edit",
+        Admin = "admin",
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Active,
-    Paused,
-    Training,
-    Error,
-}
-
-impl Status {
-    pub const ALL: [Status; 4] = [
-        Status::Active,
-        Status::Paused,
-        Status::Training,
-        Status::Error,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Active => "active",
-            Status::Paused => "paused",
-            Status::Training => "training",
-            Status::Error => "error",
-        }
+crate::text_enum! {
+    pub enum Status {
+        Active = "active",
+        Paused = "paused",
+        Training = "training",
+        Error = "error",
     }
 }
 

@@ -3,28 +3,44 @@
 use uuid::Uuid;
 
 use super::ProjectRow;
+use crate::access::{Archived, visible_projects};
 use crate::args;
-use crate::db::{Arg, Db, Exec, Tx, new_id, now};
+use crate::db::{Arg, Db, Exec, Tx, new_id, now, placeholders};
 use crate::error::{AppError, AppResult};
 
-/// Every project column plus the caller's (`$1`) workspace role and live share at time `$2`.
-pub const SELECT_PROJECT: &str = "SELECT p.id, p.workspace_id, p.owner_id, p.name, p.description,
+/// Every project column plus the caller's (`$1`) workspace role and live share at time `$2`,
+/// for the projects `p` joined to it.
+const PROJECT_COLUMNS: &str = "SELECT p.id, p.workspace_id, p.owner_id, p.name, p.description,
         p.tags, p.status, p.settings, p.system_prompt, p.model_config, p.template_id,
         p.archived_at, p.version, p.created_at, p.updated_at,
-        m.role AS member_role, s.permission AS share_permission
-    FROM projects p
-    LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
+        m.role AS member_role, s.permission AS share_permission";
+
+/// The caller's role and live share on project `p`.
+const ACCESS_JOINS: &str =
+    "LEFT JOIN workspace_members m ON m.workspace_id = p.workspace_id AND m.user_id = $1
     LEFT JOIN project_shares s ON s.project_id = p.id AND s.user_id = $1
         AND (s.expires_at IS NULL OR s.expires_at > $2)";
 
-/// The condition that the caller may see the project at all.
-pub const VISIBLE: &str = "(m.user_id IS NOT NULL OR s.id IS NOT NULL)";
+/// Projects by id, with the caller's access (`$1`, `$2` as above).
+pub fn select_projects() -> String {
+    format!("{PROJECT_COLUMNS} FROM projects p {ACCESS_JOINS}")
+}
+
+/// The projects the caller (`$1` at `$2`) sees, with their access, for lists: the rows come
+/// from the caller's memberships and shares (see [`visible_projects`]), never from a scan of
+/// every tenant's projects.
+pub fn select_visible_projects() -> String {
+    format!(
+        "{PROJECT_COLUMNS} FROM ({}) v CROSS JOIN projects p {ACCESS_JOINS} WHERE p.id = v.id",
+        visible_projects("$1", "$2", Archived::Included)
+    )
+}
 
 /// One project as the caller sees it; 404 when it does not exist or is not theirs to see.
 pub async fn load<'a>(ex: impl Into<Exec<'a>>, caller: Uuid, id: Uuid) -> AppResult<ProjectRow> {
     ex.into()
         .fetch_optional::<ProjectRow>(
-            &format!("{SELECT_PROJECT} WHERE p.id = $3"),
+            &format!("{} WHERE p.id = $3", select_projects()),
             args![caller, now(), id],
         )
         .await?
@@ -77,20 +93,10 @@ pub async fn load_many(tx: &mut Tx, caller: Uuid, ids: &[Uuid]) -> AppResult<Vec
     let placeholders = placeholders(&mut binds, ids.iter().map(|id| Arg::from(*id)));
     Ok(tx
         .fetch_all(
-            &format!("{SELECT_PROJECT} WHERE p.id IN ({placeholders})"),
+            &format!("{} WHERE p.id IN ({placeholders})", select_projects()),
             binds,
         )
         .await?)
-}
-
-/// Appends `values` to `binds` and returns their placeholders, e.g. `$3, $4, $5`.
-pub fn placeholders(binds: &mut Vec<Arg>, values: impl IntoIterator<Item = Arg>) -> String {
-    let mut list = Vec::new();
-    for v in values {
-        binds.push(v);
-        list.push(format!("${}", binds.len()));
-    }
-    list.join(", ")
 }
 
 /// The fields of a project to insert.

@@ -5,7 +5,6 @@
 //! `POST /api/chat/sessions/{id}/join` or `POST /api/realtime/tickets`, single use, 60 s) or,
 //! for other clients, `Authorization: Bearer`. Refusals happen before the upgrade.
 
-pub mod bus;
 mod socket;
 
 use axum::Json;
@@ -17,8 +16,6 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
-
-pub use bus::EventBus;
 
 use crate::args;
 use crate::auth::{AuthUser, generate_token, hash_token};

@@ -10,7 +10,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Role, require_role};
+use crate::access::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Page, PageQuery, Tx, new_id};

@@ -10,11 +10,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Role, require_role};
+use crate::access::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Page, PageQuery, is_unique_violation};
-use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::db::{Page, PageQuery};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -96,18 +96,13 @@ async fn add_member(
         .await?;
     let (user_id,) = user.ok_or(AppError::NotFound("user with this email"))?;
     let mut tx = state.db.begin().await?;
-    let inserted = tx
+    tx
         .execute(
             "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
             args![workspace_id, user_id, req.role.as_str(), crate::db::now()],
         )
-        .await;
-    match inserted {
-        Err(e) if is_unique_violation(&e) => {
-            return Err(AppError::Conflict("this user is already a member".into()));
-        }
-        other => other?,
-    };
+        .await
+        .conflict_on_duplicate("this user is already a member")?;
     super::audit(
         &mut tx,
         workspace_id,
@@ -143,7 +138,7 @@ async fn remove_member(
     AppPath((workspace_id, user_id)): AppPath<(Uuid, Uuid)>,
 ) -> AppResult<StatusCode> {
     let my_role = require_role(&state.db, workspace_id, auth.id, Role::Member).await?;
-    let their_role = super::workspace_role(&state.db, workspace_id, user_id)
+    let their_role = crate::access::workspace_role(&state.db, workspace_id, user_id)
         .await?
         .ok_or(AppError::NotFound("member"))?;
     if their_role == Role::Owner {

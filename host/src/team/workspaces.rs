@@ -10,10 +10,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::Role;
+use crate::access::Role;
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Db, Page, PageQuery, Tx, new_id};
+use crate::db::{Page, PageQuery, Tx, new_id};
 use crate::error::{AppError, AppJson, AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -41,17 +41,6 @@ pub async fn create_workspace(
     )
     .await?;
     Ok(id)
-}
-
-/// The workspace made for `user_id` at registration.
-pub async fn personal_workspace(db: &Db, user_id: Uuid) -> AppResult<Option<Uuid>> {
-    let row: Option<(Uuid,)> = db
-        .fetch_optional(
-            "SELECT id FROM team_workspaces WHERE owner_id = $1 AND is_personal = $2 ORDER BY id LIMIT 1",
-            args![user_id, true],
-        )
-        .await?;
-    Ok(row.map(|(id,)| id))
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]

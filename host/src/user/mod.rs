@@ -2,6 +2,7 @@
 //! and keyboard shortcuts.
 
 mod api_keys;
+pub mod auth;
 mod preferences;
 mod shortcuts;
 
@@ -23,6 +24,7 @@ use crate::state::AppState;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(me))
+        .merge(auth::router())
         .merge(api_keys::router())
         .merge(preferences::router())
         .merge(shortcuts::router())
@@ -61,7 +63,7 @@ pub struct Me {
     responses((status = 200, body = Me), (status = 401, body = crate::error::Problem)))]
 async fn me(State(state): State<AppState>, auth: AuthUser) -> AppResult<Json<Me>> {
     let user = load_user(&state.db, auth.id).await?;
-    let personal_workspace_id = crate::team::personal_workspace(&state.db, auth.id).await?;
+    let personal_workspace_id = crate::access::personal_workspace(&state.db, auth.id).await?;
     Ok(Json(Me {
         user,
         personal_workspace_id,

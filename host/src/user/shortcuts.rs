@@ -13,8 +13,8 @@ use uuid::Uuid;
 
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Page, PageQuery, is_unique_violation, new_id};
-use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::db::{Page, PageQuery, new_id};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -102,7 +102,7 @@ async fn create_shortcut(
         ));
     }
     let id = new_id();
-    let inserted = state
+    state
         .db
         .execute(
             "INSERT INTO custom_shortcuts (id, user_id, keys, action, description, parameters, created_at)
@@ -117,15 +117,8 @@ async fn create_shortcut(
                 crate::db::now()
             ],
         )
-        .await;
-    match inserted {
-        Err(e) if is_unique_violation(&e) => {
-            return Err(AppError::Conflict(format!(
-                "you already have a shortcut on `{keys}`"
-            )));
-        }
-        other => other?,
-    };
+        .await
+        .conflict_on_duplicate(format!("you already have a shortcut on `{keys}`"))?;
     let shortcut = state
         .db
         .fetch_one(

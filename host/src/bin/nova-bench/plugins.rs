@@ -9,8 +9,7 @@ use anyhow::Context;
 use serde_json::json;
 
 use crate::http::{InProcessHost, percentile};
-use nova_host::plugins::runtime::{Event, Grants};
-use nova_host::plugins::{Call, Capability, Kind, PackageFormat};
+use nova_host::infra::sandbox::{Call, Capability, Event, Grants, Kind, PackageFormat};
 
 #[derive(clap::Args)]
 pub struct Args {

@@ -2,15 +2,20 @@
 //! `FOR UPDATE SKIP LOCKED` on PostgreSQL, under SQLite's write lock otherwise). A job whose
 //! worker died (a crash, a kill -9) is claimed again by any host once its lease
 //! (`NOVA_JOB_LEASE_SECS`) runs out.
+//!
+//! The queue knows no section: each job kind registers its [`JobHandler`] at start-up.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use uuid::Uuid;
 
 use crate::args;
-use crate::db::{Tx, new_id, now};
+use crate::db::{Db, Tx, new_id, now};
 use crate::error::AppResult;
-use crate::state::AppState;
 
 const MAX_ATTEMPTS: i64 = 3;
 
@@ -26,6 +31,40 @@ pub async fn enqueue(tx: &mut Tx, kind: &str, payload: serde_json::Value) -> App
     Ok(id)
 }
 
+/// What a handler returns: an error is retried, and after the last attempt given up.
+pub type JobFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// What runs the jobs of one kind.
+pub trait JobHandler: Send + Sync + 'static {
+    /// Does the job described by `payload`. It may run again after a crash, so it must be
+    /// idempotent.
+    fn run(&self, payload: serde_json::Value) -> JobFuture;
+    /// Records a final failure where the job's user looks (an upload's file, an export), so
+    /// that nothing waits for it for ever.
+    fn give_up(&self, payload: serde_json::Value, error: String) -> JobFuture;
+}
+
+/// The job kinds this host runs, registered at start-up.
+#[derive(Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Arc<dyn JobHandler>>,
+}
+
+impl Registry {
+    pub fn register(&mut self, kind: &'static str, handler: impl JobHandler) {
+        self.handlers.insert(kind, Arc::new(handler));
+    }
+}
+
+/// How the worker claims jobs.
+pub struct Worker {
+    pub db: Db,
+    pub lease: chrono::Duration,
+    pub registry: Registry,
+    /// Turns true when the host shuts down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
 #[derive(sqlx::FromRow)]
 struct Job {
     id: Uuid,
@@ -34,13 +73,13 @@ struct Job {
     attempts: i64,
 }
 
-async fn claim(state: &AppState) -> AppResult<Option<Job>> {
-    let skip_locked = if state.db.is_postgres() {
+async fn claim(worker: &Worker) -> AppResult<Option<Job>> {
+    let skip_locked = if worker.db.is_postgres() {
         " FOR UPDATE SKIP LOCKED"
     } else {
         ""
     };
-    let mut tx = state.db.begin().await?;
+    let mut tx = worker.db.begin().await?;
     let job: Option<Job> = tx
         .fetch_optional(
             &format!(
@@ -50,18 +89,14 @@ async fn claim(state: &AppState) -> AppResult<Option<Job>> {
                     ORDER BY created_at LIMIT 1{skip_locked})
                  RETURNING id, kind, payload, attempts"
             ),
-            args![
-                now() + chrono::Duration::seconds(state.config.job_lease_secs),
-                now(),
-                now()
-            ],
+            args![now() + worker.lease, now(), now()],
         )
         .await?;
     tx.commit().await?;
     Ok(job)
 }
 
-async fn finish(state: &AppState, job: &Job, outcome: Result<(), String>) -> AppResult<()> {
+async fn finish(worker: &Worker, job: &Job, outcome: Result<(), String>) -> AppResult<()> {
     let (status, error) = match outcome {
         Ok(()) => ("done", None),
         Err(e) if job.attempts < MAX_ATTEMPTS => {
@@ -70,11 +105,15 @@ async fn finish(state: &AppState, job: &Job, outcome: Result<(), String>) -> App
         }
         Err(e) => {
             tracing::error!(job = %job.id, error = %e, "job failed for good");
-            give_up(state, job, &e).await;
+            if let Some(handler) = worker.registry.handlers.get(job.kind.as_str())
+                && let Err(recording) = handler.give_up(job.payload.0.clone(), e.clone()).await
+            {
+                tracing::error!(job = %job.id, error = %recording, "could not record a job's failure");
+            }
             ("failed", Some(e))
         }
     };
-    state
+    worker
         .db
         .execute(
             "UPDATE jobs SET status = $2, last_error = $3, locked_until = NULL, updated_at = $4 WHERE id = $1",
@@ -84,44 +123,22 @@ async fn finish(state: &AppState, job: &Job, outcome: Result<(), String>) -> App
     Ok(())
 }
 
-/// Records a job's final failure where its user looks (the upload's file, the export), so
-/// that nothing waits for it for ever.
-async fn give_up(state: &AppState, job: &Job, error: &str) {
-    let recorded = match job.kind.as_str() {
-        crate::knowledge::upload::JOB_KIND => {
-            crate::knowledge::upload::give_up(state, &job.payload.0, error).await
-        }
-        crate::analytics::export::JOB_KIND => {
-            crate::analytics::export::give_up(state, &job.payload.0, error).await
-        }
-        _ => Ok(()),
-    };
-    if let Err(e) = recorded {
-        tracing::error!(job = %job.id, error = %e, "could not record a job's failure");
-    }
-}
-
-async fn run(state: &AppState, job: &Job) -> Result<(), String> {
-    match job.kind.as_str() {
-        crate::knowledge::upload::JOB_KIND => {
-            crate::knowledge::upload::process(state, &job.payload.0).await
-        }
-        crate::analytics::export::JOB_KIND => {
-            crate::analytics::export::process(state, &job.payload.0).await
-        }
-        other => Err(format!("unknown job kind `{other}`")),
+async fn run(worker: &Worker, job: &Job) -> Result<(), String> {
+    match worker.registry.handlers.get(job.kind.as_str()) {
+        Some(handler) => handler.run(job.payload.0.clone()).await,
+        None => Err(format!("unknown job kind `{}`", job.kind)),
     }
 }
 
 /// Runs jobs until the host shuts down.
-pub fn spawn_worker(state: AppState) {
+pub fn spawn_worker(worker: Worker) {
     tokio::spawn(async move {
-        let mut shutdown = state.shutdown.clone();
+        let mut shutdown = worker.shutdown.clone();
         loop {
-            match claim(&state).await {
+            match claim(&worker).await {
                 Ok(Some(job)) => {
-                    let outcome = run(&state, &job).await;
-                    if let Err(e) = finish(&state, &job, outcome).await {
+                    let outcome = run(&worker, &job).await;
+                    if let Err(e) = finish(&worker, &job, outcome).await {
                         tracing::error!(error = %e, "could not record a job's outcome");
                     }
                     continue;

@@ -15,6 +15,9 @@ use crate::error::AppResult;
 
 const GENERATION_KEY: &str = "nova:cache:generation";
 
+/// How long an answer stays cached (a bump retires it sooner).
+pub const TTL: Duration = Duration::from_secs(60);
+
 #[derive(Clone)]
 pub struct Cache {
     ttl: Duration,

@@ -12,7 +12,7 @@ use extism::{CompiledPlugin, Manifest as ExtismManifest, Plugin, PluginBuilder, 
 use serde_json::{Value, json};
 
 use super::manifest::Kind;
-use super::runtime::{
+use super::{
     Call, File, Grants, HttpResponse, Limits, Outcome, Output, PluginError, Scored, Tagging,
 };
 
@@ -117,7 +117,7 @@ impl ExtismPlugins {
         settings.sort();
         let key = format!(
             "{digest}:{}",
-            crate::auth::hash_bytes(format!("{settings:?}").as_bytes())
+            crate::infra::hashing::hash_bytes(format!("{settings:?}").as_bytes())
         );
         let cache = self.compiled.clone();
         let input = input_of(&call).to_string();

@@ -1,0 +1,11 @@
+//! Infrastructure: what the sections stand on. Modules here import only `config`, `db`,
+//! `error` and each other — never a section (a test reads the `use crate::` lines).
+
+pub mod bus;
+pub mod cache;
+pub mod hashing;
+pub mod jobs;
+pub mod metrics;
+pub mod ratelimit;
+pub mod sandbox;
+pub mod secrets;

@@ -1,0 +1,99 @@
+//! The layering rule of `host/src` (README, "Architecture"): a module imports only from its own
+//! layer or the layers below it. This reads every `crate::` path in the source and fails on
+//! one that reaches up.
+
+use std::path::{Path, PathBuf};
+
+/// The layer of each top-level module of `host/src`, bottom first.
+fn layer_of(module: &str) -> Option<u8> {
+    Some(match module {
+        // `args!` and `text_enum!` are macros of `db`.
+        "config" | "db" | "error" | "args" | "text_enum" => 1,
+        "infra" | "state" => 2,
+        "access" | "auth" => 3,
+        "analytics" | "chat" | "knowledge" | "plugins" | "projects" | "realtime" | "team"
+        | "user" => 4,
+        "http" => 5,
+        _ => return None,
+    })
+}
+
+fn source_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read host/src") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            source_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The top-level modules named by `crate::x` paths in `text`.
+fn crate_paths(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            found.push(name);
+        }
+    }
+    found
+}
+
+#[test]
+fn no_module_imports_from_a_layer_above_its_own() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&src, &mut files);
+    let mut checked = 0;
+    let mut violations = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).expect("under src");
+        let top = relative
+            .components()
+            .next()
+            .and_then(|c| c.as_os_str().to_str())
+            .map(|s| s.trim_end_matches(".rs").to_owned())
+            .unwrap_or_default();
+        // The crate root, the binaries and their entry points assemble everything.
+        let Some(own) = layer_of(&top) else {
+            continue;
+        };
+        checked += 1;
+        let text = std::fs::read_to_string(file).expect("read a source file");
+        for (number, line) in text.lines().enumerate() {
+            for module in crate_paths(line) {
+                match layer_of(&module) {
+                    Some(layer) if layer <= own => {}
+                    Some(layer) => violations.push(format!(
+                        "{}:{}: layer {own} imports `crate::{module}` (layer {layer})",
+                        relative.display(),
+                        number + 1
+                    )),
+                    None => violations.push(format!(
+                        "{}:{}: `crate::{module}` is in no layer: add it to tests/api/layers.rs",
+                        relative.display(),
+                        number + 1
+                    )),
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} files were checked");
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+#[test]
+fn the_check_sees_an_upward_import() {
+    assert_eq!(
+        crate_paths("use crate::state::AppState; use crate::chat::Priority;"),
+        ["state", "chat"]
+    );
+    assert!(layer_of("chat") > layer_of("infra"));
+}
