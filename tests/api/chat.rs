@@ -1,42 +1,39 @@
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{TestApp, User, assert_problem, column, connect, mock_ai, next_event};
 use crate::on_both;
 
-async fn agent(app: &TestApp, owner: &User, settings: Value) -> String {
-    let p = app
-        .project(
-            owner,
-            json!({"name": "Helper", "settings": settings, "system_prompt": "Be brief."}),
-        )
-        .await;
-    p["id"].as_str().unwrap().to_owned()
+/// Alice, her agent (no provider, a fallback message) and a session of hers with it.
+struct Conversation {
+    alice: User,
+    agent_id: String,
+    id: String,
+    path: String,
 }
 
-async fn session(app: &TestApp, user: &User, agent_id: &str) -> String {
-    let r = app
-        .post(
-            "/api/chat/sessions",
-            &user.token,
-            json!({"agent_id": agent_id}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
-    r.body["id"].as_str().unwrap().to_owned()
+impl Conversation {
+    async fn start(app: &TestApp) -> Conversation {
+        let alice = app.register("alice").await;
+        let agent_id = app
+            .agent(
+                &alice,
+                json!({"fallback_message": "Let me find a colleague for that."}),
+            )
+            .await;
+        let id = app.create_session(&alice, &agent_id).await;
+        Conversation {
+            path: format!("/api/chat/sessions/{id}"),
+            alice,
+            agent_id,
+            id,
+        }
+    }
 }
 
-async fn sessions_messages_and_ratings(app: TestApp) {
+async fn a_session_starts_active_with_the_title_and_priority_asked(app: TestApp) {
     let alice = app.register("alice").await;
-    let bob = app.register("bob").await;
-    let vic = app.register("vic").await;
-    let agent_id = agent(
-        &app,
-        &alice,
-        json!({"fallback_message": "Let me find a colleague for that."}),
-    )
-    .await;
-
+    let agent_id = app.agent(&alice, json!({})).await;
     let created = app
         .post(
             "/api/chat/sessions",
@@ -45,25 +42,23 @@ async fn sessions_messages_and_ratings(app: TestApp) {
         )
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(created.body["title"], "Billing question");
     assert_eq!(created.body["status"], "active");
     assert_eq!(created.body["priority"], "high");
     assert_eq!(created.body["config_version"], 1);
     assert_eq!(created.body["last_seq"], 0);
-    let id = created.body["id"].as_str().unwrap().to_owned();
-    let path = format!("/api/chat/sessions/{id}");
+}
+on_both!(a_session_starts_active_with_the_title_and_priority_asked);
 
-    // No provider: the agent gives the fallback message and marks the question unanswered.
+async fn without_a_provider_the_agent_gives_its_fallback_marked_unanswered(app: TestApp) {
+    let c = Conversation::start(&app).await;
     let sent = app
-        .post(
-            &format!("{path}/messages"),
-            &alice.token,
-            json!({"content": "Why was I charged twice?"}),
-        )
+        .post_message(&c.alice, &c.id, "Why was I charged twice?")
         .await;
     assert_eq!(sent.status, 201, "{:?}", sent.body);
     assert_eq!(sent.body["message"]["seq"], 1);
     assert_eq!(sent.body["message"]["role"], "user");
-    assert_eq!(sent.body["message"]["author_id"], alice.id);
+    assert_eq!(sent.body["message"]["author_id"], c.alice.id);
     assert_eq!(sent.body["reply"]["seq"], 2);
     assert_eq!(sent.body["reply"]["role"], "agent");
     assert_eq!(
@@ -72,28 +67,36 @@ async fn sessions_messages_and_ratings(app: TestApp) {
     );
     assert_eq!(sent.body["reply"]["status"], "unanswered");
     assert!(sent.body["reply"]["latency_ms"].is_i64());
-    let reply_id = sent.body["reply"]["id"].as_str().unwrap().to_owned();
-    let user_msg_id = sent.body["message"]["id"].as_str().unwrap().to_owned();
+}
+on_both!(without_a_provider_the_agent_gives_its_fallback_marked_unanswered);
 
+async fn empty_oversize_and_unknown_message_bodies_are_refused(app: TestApp) {
+    let c = Conversation::start(&app).await;
     for bad in [
         json!({"content": "  "}),
         json!({"content": "x".repeat(20_001)}),
         json!({"text": "hi"}),
     ] {
         assert_problem(
-            &app.post(&format!("{path}/messages"), &alice.token, bad)
+            &app.post(&format!("{}/messages", c.path), &c.alice.token, bad)
                 .await,
             422,
         );
     }
+    let all = app
+        .get(&format!("{}/messages", c.path), &c.alice.token)
+        .await;
+    assert!(all.body["items"].as_array().unwrap().is_empty());
+}
+on_both!(empty_oversize_and_unknown_message_bodies_are_refused);
 
-    app.post(
-        &format!("{path}/messages"),
-        &alice.token,
-        json!({"content": "Second question"}),
-    )
-    .await;
-    let all = app.get(&format!("{path}/messages"), &alice.token).await;
+async fn messages_page_in_sequence_order(app: TestApp) {
+    let c = Conversation::start(&app).await;
+    app.post_message(&c.alice, &c.id, "First question").await;
+    app.post_message(&c.alice, &c.id, "Second question").await;
+    let all = app
+        .get(&format!("{}/messages", c.path), &c.alice.token)
+        .await;
     assert_eq!(all.status, 200);
     let seqs: Vec<i64> = all.body["items"]
         .as_array()
@@ -103,50 +106,59 @@ async fn sessions_messages_and_ratings(app: TestApp) {
         .collect();
     assert_eq!(seqs, [1, 2, 3, 4]);
     let since = app
-        .get(&format!("{path}/messages?since=2&limit=1"), &alice.token)
+        .get(
+            &format!("{}/messages?since=2&limit=1", c.path),
+            &c.alice.token,
+        )
         .await;
     assert_eq!(since.body["items"][0]["seq"], 3);
     let cursor = since.body["next_cursor"].as_str().unwrap();
     let next = app
         .get(
-            &format!("{path}/messages?limit=1&cursor={cursor}"),
-            &alice.token,
+            &format!("{}/messages?limit=1&cursor={cursor}", c.path),
+            &c.alice.token,
         )
         .await;
     assert_eq!(next.body["items"][0]["seq"], 4);
     assert!(next.body["next_cursor"].is_null());
+}
+on_both!(messages_page_in_sequence_order);
 
-    // Ratings: agent replies only, 1–5.
+async fn only_agent_replies_are_rated_from_1_to_5(app: TestApp) {
+    let c = Conversation::start(&app).await;
+    let sent = app.post_message(&c.alice, &c.id, "Hello?").await;
+    let reply_id = sent.body["reply"]["id"].as_str().unwrap();
+    let user_msg_id = sent.body["message"]["id"].as_str().unwrap();
     let rated = app
         .post(
-            &format!("{path}/messages/{reply_id}/rating"),
-            &alice.token,
+            &format!("{}/messages/{reply_id}/rating", c.path),
+            &c.alice.token,
             json!({"rating": 2, "comment": "not helpful"}),
         )
         .await;
     assert_eq!(rated.status, 200, "{:?}", rated.body);
     assert_eq!(rated.body["rating"], 2);
     assert_eq!(rated.body["rating_comment"], "not helpful");
-    assert_problem(
-        &app.post(
-            &format!("{path}/messages/{reply_id}/rating"),
-            &alice.token,
-            json!({"rating": 6}),
-        )
-        .await,
-        422,
-    );
-    assert_problem(
-        &app.post(
-            &format!("{path}/messages/{user_msg_id}/rating"),
-            &alice.token,
-            json!({"rating": 5}),
-        )
-        .await,
-        422,
-    );
+    for (message, rating) in [(reply_id, 6), (reply_id, 0), (user_msg_id, 5)] {
+        assert_problem(
+            &app.post(
+                &format!("{}/messages/{message}/rating", c.path),
+                &c.alice.token,
+                json!({"rating": rating}),
+            )
+            .await,
+            422,
+        );
+    }
+}
+on_both!(only_agent_replies_are_rated_from_1_to_5);
 
-    // A stranger can neither read, write, rate nor join.
+async fn a_stranger_can_neither_read_write_rate_nor_join(app: TestApp) {
+    let c = Conversation::start(&app).await;
+    let bob = app.register("bob").await;
+    let sent = app.post_message(&c.alice, &c.id, "Hello?").await;
+    let reply_id = sent.body["reply"]["id"].as_str().unwrap();
+    let path = &c.path;
     for (method, p, body) in [
         (Method::GET, path.clone(), None),
         (Method::GET, format!("{path}/messages"), None),
@@ -174,101 +186,52 @@ async fn sessions_messages_and_ratings(app: TestApp) {
         &app.post(
             "/api/chat/sessions",
             &bob.token,
-            json!({"agent_id": agent_id}),
+            json!({"agent_id": c.agent_id}),
         )
         .await,
         422,
     );
+}
+on_both!(a_stranger_can_neither_read_write_rate_nor_join);
 
-    // Someone the agent is shared with may join, then reads and writes.
-    app.post(
-        &format!("/api/projects/{agent_id}/share"),
-        &alice.token,
-        json!({"user_email": vic.email, "permission": "view"}),
-    )
-    .await;
-    assert_problem(&app.get(&path, &vic.token).await, 404);
+async fn someone_the_agent_is_shared_with_joins_and_sees_unread_counts(app: TestApp) {
+    let c = Conversation::start(&app).await;
+    let vic = app.register("vic").await;
+    app.post_message(&c.alice, &c.id, "First question").await;
+    app.post_message(&c.alice, &c.id, "Second question").await;
+    app.share(&c.alice, &c.agent_id, &vic, "view").await;
+    // Seeing the agent is not taking part in the session: joining is.
+    assert_problem(&app.get(&c.path, &vic.token).await, 404);
     let joined = app
-        .post(&format!("{path}/join"), &vic.token, json!({}))
+        .post(&format!("{}/join", c.path), &vic.token, json!({}))
         .await;
     assert_eq!(joined.status, 200, "{:?}", joined.body);
     assert!(
         joined.body["websocket_url"]
             .as_str()
             .unwrap()
-            .contains(&format!("/ws/chat/{id}?ticket="))
+            .contains(&format!("/ws/chat/{}?ticket=", c.id))
     );
     assert!(joined.body["ticket"].is_string());
-    assert_eq!(app.get(&path, &vic.token).await.status, 200);
+    assert_eq!(app.get(&c.path, &vic.token).await.status, 200);
 
     // The tabs: last message and unread count (others' messages after the read position).
     let tabs = app.get("/api/chat/sessions/active", &vic.token).await;
     assert_eq!(tabs.status, 200, "{:?}", tabs.body);
-    assert_eq!(tabs.body["sessions"][0]["id"], id.as_str());
+    assert_eq!(tabs.body["sessions"][0]["id"], c.id.as_str());
     assert_eq!(tabs.body["sessions"][0]["last_message"]["seq"], 4);
     assert_eq!(tabs.body["sessions"][0]["unread_count"], 4);
-    app.get(&format!("{path}/messages"), &vic.token).await;
+    app.get(&format!("{}/messages", c.path), &vic.token).await;
     let tabs = app.get("/api/chat/sessions/active", &vic.token).await;
     assert_eq!(tabs.body["sessions"][0]["unread_count"], 0);
 
-    // Closing a session stops the conversation; the tab list filters by status.
-    let closed = app
-        .call(
-            Method::PATCH,
-            &path,
-            Some(&alice.token),
-            Some(json!({"status": "closed", "title": "Billing (done)"})),
-        )
-        .await;
-    assert_eq!(closed.status, 200);
-    assert_eq!(closed.body["status"], "closed");
-    assert_problem(
-        &app.post(
-            &format!("{path}/messages"),
-            &alice.token,
-            json!({"content": "one more"}),
-        )
-        .await,
-        409,
-    );
-    assert_problem(
-        &app.call(
-            Method::PATCH,
-            &path,
-            Some(&alice.token),
-            Some(json!({"status": "archived"})),
-        )
-        .await,
-        422,
-    );
-    assert!(
-        app.get("/api/chat/sessions/active", &alice.token)
-            .await
-            .body["sessions"]
-            .as_array()
-            .unwrap()
-            .is_empty()
-    );
-    let closed_tabs = app
-        .get(
-            "/api/chat/sessions/active?status=closed&q=billing",
-            &alice.token,
-        )
-        .await;
-    assert_eq!(closed_tabs.body["sessions"].as_array().unwrap().len(), 1);
-    assert_problem(
-        &app.get("/api/chat/sessions/active?status=gone", &alice.token)
-            .await,
-        400,
-    );
-
     // Losing access to the agent hides the session too.
     app.delete(
-        &format!("/api/projects/{agent_id}/shares/{}", vic.id),
-        &alice.token,
+        &format!("/api/projects/{}/shares/{}", c.agent_id, vic.id),
+        &c.alice.token,
     )
     .await;
-    assert_problem(&app.get(&path, &vic.token).await, 404);
+    assert_problem(&app.get(&c.path, &vic.token).await, 404);
     assert!(
         app.get("/api/chat/sessions/active?status=all", &vic.token)
             .await
@@ -278,14 +241,61 @@ async fn sessions_messages_and_ratings(app: TestApp) {
             .is_empty()
     );
 }
-on_both!(sessions_messages_and_ratings);
+on_both!(someone_the_agent_is_shared_with_joins_and_sees_unread_counts);
+
+async fn a_closed_session_refuses_messages_and_leaves_the_active_tabs(app: TestApp) {
+    let c = Conversation::start(&app).await;
+    let closed = app
+        .call(
+            Method::PATCH,
+            &c.path,
+            Some(&c.alice.token),
+            Some(json!({"status": "closed", "title": "Billing (done)"})),
+        )
+        .await;
+    assert_eq!(closed.status, 200);
+    assert_eq!(closed.body["status"], "closed");
+    assert_eq!(closed.body["title"], "Billing (done)");
+    assert_problem(&app.post_message(&c.alice, &c.id, "one more").await, 409);
+    assert_problem(
+        &app.call(
+            Method::PATCH,
+            &c.path,
+            Some(&c.alice.token),
+            Some(json!({"status": "archived"})),
+        )
+        .await,
+        422,
+    );
+    assert!(
+        app.get("/api/chat/sessions/active", &c.alice.token)
+            .await
+            .body["sessions"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let closed_tabs = app
+        .get(
+            "/api/chat/sessions/active?status=closed&q=billing",
+            &c.alice.token,
+        )
+        .await;
+    assert_eq!(closed_tabs.body["sessions"].as_array().unwrap().len(), 1);
+    assert_problem(
+        &app.get("/api/chat/sessions/active?status=gone", &c.alice.token)
+            .await,
+        400,
+    );
+}
+on_both!(a_closed_session_refuses_messages_and_leaves_the_active_tabs);
 
 async fn tabs_page_by_activity(app: TestApp) {
     let alice = app.register("alice").await;
-    let agent_id = agent(&app, &alice, json!({})).await;
+    let agent_id = app.agent(&alice, json!({})).await;
     let mut ids = Vec::new();
     for _ in 0..5 {
-        ids.push(session(&app, &alice, &agent_id).await);
+        ids.push(app.create_session(&alice, &agent_id).await);
     }
     // Activity reorders: the oldest session speaks last.
     app.post(
@@ -384,7 +394,7 @@ async fn chat_templates(app: TestApp) {
     );
 
     // A template opens the conversation: its text is the first message and the agent answers.
-    let agent_id = agent(&app, &alice, json!({})).await;
+    let agent_id = app.agent(&alice, json!({})).await;
     let started = app
         .post(
             "/api/chat/sessions",
@@ -431,7 +441,7 @@ on_both!(chat_templates);
 
 async fn openai_compatible_provider(app: TestApp) {
     let alice = app.register("alice").await;
-    let agent_id = agent(&app, &alice, json!({})).await;
+    let agent_id = app.agent(&alice, json!({})).await;
     let provider = format!("/api/projects/{agent_id}/provider");
     assert_problem(&app.get(&provider, &alice.token).await, 404);
     let set = app
@@ -459,7 +469,7 @@ async fn openai_compatible_provider(app: TestApp) {
         422,
     );
 
-    let id = session(&app, &alice, &agent_id).await;
+    let id = app.create_session(&alice, &agent_id).await;
     let messages = format!("/api/chat/sessions/{id}/messages");
     let r = app
         .post(&messages, &alice.token, json!({"content": "hello there"}))

@@ -324,6 +324,52 @@ impl TestApp {
         assert_eq!(r.status, 201, "create project: {:?}", r.body);
         r.body
     }
+
+    /// Creates an agent of `owner` with `settings` and returns its id.
+    pub async fn agent(&self, owner: &User, settings: Value) -> String {
+        let p = self
+            .project(
+                owner,
+                json!({"name": "Helper", "settings": settings, "system_prompt": "Be brief."}),
+            )
+            .await;
+        p["id"].as_str().expect("project id").to_owned()
+    }
+
+    /// Starts a chat session of `user` with `agent_id` and returns its id.
+    pub async fn create_session(&self, user: &User, agent_id: &str) -> String {
+        let r = self
+            .post(
+                "/api/chat/sessions",
+                &user.token,
+                json!({"agent_id": agent_id}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "create session: {:?}", r.body);
+        r.body["id"].as_str().expect("session id").to_owned()
+    }
+
+    /// Posts `content` to a session as `user`: the answer holds `message` and `reply`.
+    pub async fn post_message(&self, user: &User, session_id: &str, content: &str) -> Resp {
+        self.post(
+            &format!("/api/chat/sessions/{session_id}/messages"),
+            &user.token,
+            json!({"content": content}),
+        )
+        .await
+    }
+
+    /// Shares a project with `with` at `permission`.
+    pub async fn share(&self, owner: &User, project_id: &str, with: &User, permission: &str) {
+        let r = self
+            .post(
+                &format!("/api/projects/{project_id}/share"),
+                &owner.token,
+                json!({"user_email": with.email, "permission": permission}),
+            )
+            .await;
+        assert!(r.status < 300, "share: {:?}", r.body);
+    }
 }
 
 /// The string `field` of every item of the list `body[list]`.

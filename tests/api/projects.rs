@@ -411,3 +411,103 @@ async fn project_list_filters_sorts_and_pages(app: TestApp) {
     assert_eq!(facet(&team_only.body), json!([]));
 }
 on_both!(project_list_filters_sorts_and_pages);
+
+async fn the_list_holds_each_project_of_the_callers_workspaces_and_shares_once(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    // Carol's team, where Alice is a member; Bob's personal workspace, where she is not.
+    let team = app
+        .post(
+            "/api/team/workspaces",
+            &carol.token,
+            json!({"name": "Carol's team"}),
+        )
+        .await;
+    let team_id = team.body["id"].as_str().unwrap().to_owned();
+    let added = app
+        .post(
+            &format!("/api/team/workspaces/{team_id}/members"),
+            &carol.token,
+            json!({"email": alice.email, "role": "member"}),
+        )
+        .await;
+    assert!(added.status < 300, "{:?}", added.body);
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        let name = format!("Alice {i}");
+        app.project(&alice, json!({"name": name})).await;
+        expected.push(name);
+    }
+    for i in 0..3 {
+        let name = format!("Team {i}");
+        let p = app
+            .project(&carol, json!({"name": name, "workspace_id": team_id}))
+            .await;
+        // A project Alice sees both as a member and by a share comes once.
+        if i == 0 {
+            app.share(&carol, p["id"].as_str().unwrap(), &alice, "admin")
+                .await;
+        }
+        expected.push(name);
+    }
+    for i in 0..4 {
+        let name = format!("Bob {i}");
+        let p = app.project(&bob, json!({"name": name})).await;
+        if i % 2 == 0 {
+            app.share(&bob, p["id"].as_str().unwrap(), &alice, "view")
+                .await;
+            expected.push(name);
+        }
+    }
+    expected.sort();
+
+    for sort in ["name", "-updated_at", "created_at"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut path = format!("/api/projects?sort={sort}&limit=2");
+            if let Some(c) = &cursor {
+                path += &format!("&cursor={c}");
+            }
+            let page = app.get(&path, &alice.token).await;
+            assert_eq!(page.status, 200, "{sort}: {:?}", page.body);
+            seen.extend(names(&page.body));
+            match page.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, expected, "paging by {sort}");
+    }
+    // The permission comes from the strongest grant: the shared team project is `admin`.
+    let listed = app.get("/api/projects?sort=name", &alice.token).await;
+    let permission_of = |name: &str| {
+        listed.body["projects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["permission"].clone())
+    };
+    assert_eq!(permission_of("Team 0"), Some(json!("admin")));
+    assert_eq!(permission_of("Team 1"), Some(json!("edit")));
+    assert_eq!(permission_of("Bob 0"), Some(json!("view")));
+    // A workspace filter keeps to that workspace, shares included.
+    let in_team = app
+        .get(
+            &format!("/api/projects?workspace_id={team_id}&sort=name"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(names(&in_team.body), ["Team 0", "Team 1", "Team 2"]);
+    let in_bobs = app
+        .get(
+            &format!("/api/projects?workspace_id={}&sort=name", bob.workspace_id),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(names(&in_bobs.body), ["Bob 0", "Bob 2"]);
+}
+on_both!(the_list_holds_each_project_of_the_callers_workspaces_and_shares_once);

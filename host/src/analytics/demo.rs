@@ -127,7 +127,7 @@ pub async fn generate(
     let mut in_tx = 0;
     while written < messages {
         let agent_index = rng.gen_range(0..agents.len());
-        let agent_id = agents[agent_index];
+        let project_id = agents[agent_index];
         let (_, _, quality, slowness) = AGENTS[agent_index % AGENTS.len()];
         let back = rng.gen_range(0..days);
         let started = today - Duration::days(back) - Duration::seconds(rng.gen_range(0..80_000));
@@ -211,7 +211,7 @@ pub async fn generate(
             "INSERT INTO chat_sessions (id, workspace_id, user_id, agent_id, title, status, priority,
                 config_version, variant, template_id, last_seq, last_message_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, 'normal', 1, NULL, NULL, $7, $8, $9, $8)",
-            args![session_id, workspace_id, user_id, agent_id, "Demo conversation", status, exchanges * 2, at, started],
+            args![session_id, workspace_id, user_id, project_id, "Demo conversation", status, exchanges * 2, at, started],
         )
         .await?;
         tx.execute(

@@ -216,7 +216,7 @@ pub struct DayTotalsNoKey {
     pub rating_count: i64,
 }
 
-pub async fn variants(db: &Db, agent_id: Uuid, from: NaiveDate) -> AppResult<Vec<VariantTotals>> {
+pub async fn variants(db: &Db, project_id: Uuid, from: NaiveDate) -> AppResult<Vec<VariantTotals>> {
     Ok(db
         .fetch_all(
             "SELECT variant,
@@ -230,7 +230,7 @@ pub async fn variants(db: &Db, agent_id: Uuid, from: NaiveDate) -> AppResult<Vec
                 CAST(SUM(rating_count) AS BIGINT) AS rating_count
              FROM agent_metrics WHERE agent_id = $1 AND date >= $2
              GROUP BY variant ORDER BY variant",
-            args![agent_id, from],
+            args![project_id, from],
         )
         .await?)
 }

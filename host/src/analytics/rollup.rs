@@ -51,7 +51,7 @@ pub struct Usage {
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Day {
-    pub agent_id: Uuid,
+    pub project_id: Uuid,
     pub workspace_id: Uuid,
     pub date: NaiveDate,
 }
@@ -199,7 +199,7 @@ impl Rollup {
         for ((day, variant), c) in &self.metrics {
             let mut binds: Vec<Arg> = args![
                 new_id(),
-                day.agent_id,
+                day.project_id,
                 day.workspace_id,
                 day.date,
                 variant.as_str()
@@ -267,7 +267,7 @@ impl Rollup {
                     user_satisfaction = CASE WHEN rating_count > 0
                         THEN rating_sum * 1.0 / rating_count ELSE NULL END
                  WHERE agent_id = $1 AND date = $2 AND variant = $3",
-                args![day.agent_id, day.date, variant.as_str()],
+                args![day.project_id, day.date, variant.as_str()],
             )
             .await?;
         }
@@ -277,7 +277,7 @@ impl Rollup {
                  VALUES ($1, $2, $3, $4, $5, $6)
                  ON CONFLICT (agent_id, date, label)
                  DO UPDATE SET messages = message_labels.messages + excluded.messages",
-                args![day.agent_id, day.workspace_id, day.date, label.as_str(), *n, example.as_str()],
+                args![day.project_id, day.workspace_id, day.date, label.as_str(), *n, example.as_str()],
             )
             .await?;
         }
@@ -292,7 +292,7 @@ impl Rollup {
                     prompt_tokens = usage_daily.prompt_tokens + excluded.prompt_tokens,
                     completion_tokens = usage_daily.completion_tokens + excluded.completion_tokens",
                 args![
-                    day.agent_id,
+                    day.project_id,
                     day.workspace_id,
                     day.date,
                     model.as_str(),
@@ -309,9 +309,9 @@ impl Rollup {
 }
 
 impl Day {
-    pub fn of(agent_id: Uuid, workspace_id: Uuid, at: DateTime<Utc>) -> Day {
+    pub fn of(project_id: Uuid, workspace_id: Uuid, at: DateTime<Utc>) -> Day {
         Day {
-            agent_id,
+            project_id,
             workspace_id,
             date: at.date_naive(),
         }
@@ -396,10 +396,10 @@ pub async fn recompute(db: &Db) -> AppResult<u64> {
         after = last.id;
         for m in page {
             read += 1;
-            let Some((agent_id, workspace_id, variant)) = sessions.get(&m.session_id) else {
+            let Some((project_id, workspace_id, variant)) = sessions.get(&m.session_id) else {
                 continue;
             };
-            let day = Day::of(*agent_id, *workspace_id, m.created_at);
+            let day = Day::of(*project_id, *workspace_id, m.created_at);
             match m.role.as_str() {
                 "user" => {
                     if !topics.contains_key(workspace_id) {

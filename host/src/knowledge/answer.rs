@@ -58,7 +58,7 @@ fn coverage(question: &[String], text: &str) -> f64 {
 }
 
 /// The best passages of `agent_id`'s documents for `question`, most confident first.
-pub async fn retrieve(db: &Db, agent_id: Uuid, question: &str) -> AppResult<Vec<Passage>> {
+pub async fn retrieve(db: &Db, project_id: Uuid, question: &str) -> AppResult<Vec<Passage>> {
     let terms: Vec<String> = words(question)
         .into_iter()
         .filter(|w| !content_terms(w).is_empty())
@@ -90,7 +90,7 @@ pub async fn retrieve(db: &Db, agent_id: Uuid, question: &str) -> AppResult<Vec<
             .collect::<Vec<_>>()
             .join(" OR ")
     };
-    let mut passages: Vec<Passage> = db.fetch_all(sql, args![agent_id, any]).await?;
+    let mut passages: Vec<Passage> = db.fetch_all(sql, args![project_id, any]).await?;
     let question_terms = content_terms(question);
     for p in &mut passages {
         p.confidence = coverage(&question_terms, &p.content);
@@ -203,7 +203,7 @@ pub async fn record_rating(
 /// A question the agent's knowledge did not answer confidently.
 pub async fn record_gap(
     db: &Db,
-    agent_id: Uuid,
+    project_id: Uuid,
     workspace_id: Uuid,
     question: &str,
     confidence: f64,
@@ -219,7 +219,7 @@ pub async fn record_gap(
             occurrences = knowledge_gaps.occurrences + 1,
             confidence_sum = knowledge_gaps.confidence_sum + excluded.confidence_sum,
             last_seen = excluded.last_seen",
-        args![agent_id, workspace_id, key, example, confidence, now()],
+        args![project_id, workspace_id, key, example, confidence, now()],
     )
     .await?;
     Ok(())
