@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, User, assert_problem};
 use crate::on_both;
 
 async fn project_crud_and_templates(app: TestApp) {
@@ -200,6 +200,25 @@ fn names(list: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Every project name of the caller's list by `sort`, read two at a time by the cursor.
+async fn names_by_pages_of_two(app: &TestApp, user: &User, sort: &str) -> Vec<String> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/projects?sort={sort}&limit=2");
+        if let Some(c) = &cursor {
+            path += &format!("&cursor={c}");
+        }
+        let page = app.get(&path, &user.token).await;
+        assert_eq!(page.status, 200, "{sort}: {:?}", page.body);
+        all.extend(names(&page.body));
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return all,
+        }
+    }
+}
+
 async fn project_list_filters_sorts_and_pages(app: TestApp) {
     let alice = app.register("alice").await;
     let specs = [
@@ -302,21 +321,7 @@ async fn project_list_filters_sorts_and_pages(app: TestApp) {
                 .await
                 .body,
         );
-        let mut paged = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = format!("/api/projects?sort={sort}&limit=2");
-            if let Some(c) = &cursor {
-                path += &format!("&cursor={c}");
-            }
-            let page = app.get(&path, &alice.token).await;
-            assert_eq!(page.status, 200, "{sort}: {:?}", page.body);
-            paged.extend(names(&page.body));
-            match page.body["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => break,
-            }
-        }
+        let paged = names_by_pages_of_two(&app, &alice, sort).await;
         assert_eq!(paged, full, "paging by {sort}");
         assert_eq!(paged.len(), 5);
     }
@@ -463,21 +468,7 @@ async fn the_list_holds_each_project_of_the_callers_workspaces_and_shares_once(a
     expected.sort();
 
     for sort in ["name", "-updated_at", "created_at"] {
-        let mut seen = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut path = format!("/api/projects?sort={sort}&limit=2");
-            if let Some(c) = &cursor {
-                path += &format!("&cursor={c}");
-            }
-            let page = app.get(&path, &alice.token).await;
-            assert_eq!(page.status, 200, "{sort}: {:?}", page.body);
-            seen.extend(names(&page.body));
-            match page.body["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => break,
-            }
-        }
+        let mut seen = names_by_pages_of_two(&app, &alice, sort).await;
         seen.sort();
         assert_eq!(seen, expected, "paging by {sort}");
     }
