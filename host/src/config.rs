@@ -1,11 +1,12 @@
 //! Configuration: defaults, then an optional `nova.toml`, then the environment (which wins).
 //! An invalid value stops start-up with a message naming the key.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use base64::Engine;
+use ipnet::IpNet;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -22,6 +23,52 @@ pub struct Secret<T>(pub T);
 impl<T> std::fmt::Debug for Secret<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
+    }
+}
+
+/// Which internal destinations an operator allows the server to fetch (the outbound guard
+/// refuses every other).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AllowPrivate {
+    /// `*`: every destination.
+    pub everything: bool,
+    pub networks: Vec<IpNet>,
+    /// Host names (lower-case) whose addresses are not checked.
+    pub hosts: Vec<String>,
+}
+
+impl AllowPrivate {
+    /// Parses `NOVA_ALLOW_PRIVATE_URLS`: a comma-separated list of CIDRs, addresses, host
+    /// names, or `*`.
+    pub fn parse(list: &str) -> Result<AllowPrivate, String> {
+        let mut allow = AllowPrivate::default();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if item == "*" {
+                allow.everything = true;
+            } else if let Ok(net) = item.parse::<IpNet>() {
+                allow.networks.push(net);
+            } else if let Ok(ip) = item.parse::<IpAddr>() {
+                allow.networks.push(IpNet::from(ip));
+            } else if item
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'))
+            {
+                allow.hosts.push(item.to_ascii_lowercase());
+            } else {
+                return Err(format!(
+                    "`{item}` is not a CIDR, an address, a host name or `*`"
+                ));
+            }
+        }
+        Ok(allow)
+    }
+
+    pub fn host(&self, host: &str) -> bool {
+        self.everything || self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    pub fn address(&self, ip: IpAddr) -> bool {
+        self.everything || self.networks.iter().any(|n| n.contains(&ip))
     }
 }
 
@@ -86,6 +133,9 @@ pub struct Config {
     pub plugin_memory_mb: u64,
     /// `NOVA_PLUGIN_LOG_KEEP`: how many of a plugin's latest calls its invocation log keeps.
     pub plugin_log_keep: u64,
+    /// `NOVA_ALLOW_PRIVATE_URLS`: internal destinations the server may fetch anyway (a local
+    /// model, a receiver on the same network): CIDRs, host names, or `*`.
+    pub allow_private_urls: AllowPrivate,
 }
 
 impl Default for Config {
@@ -128,6 +178,7 @@ impl Default for Config {
             plugin_timeout_ms: 1_000,
             plugin_memory_mb: 64,
             plugin_log_keep: 10_000,
+            allow_private_urls: AllowPrivate::default(),
         }
     }
 }
@@ -163,6 +214,7 @@ struct FileConfig {
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mb: Option<u64>,
     plugin_log_keep: Option<u64>,
+    allow_private_urls: Option<String>,
 }
 
 impl Config {
@@ -352,6 +404,10 @@ impl Config {
             c.plugin_log_keep,
             1..=10_000_000,
         )?;
+        if let Some(v) = pick("NOVA_ALLOW_PRIVATE_URLS", file.allow_private_urls) {
+            c.allow_private_urls = AllowPrivate::parse(&v)
+                .map_err(|e| anyhow::anyhow!("NOVA_ALLOW_PRIVATE_URLS: {e}"))?;
+        }
         c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
             Some(v) if v == "off" => None,
             Some(v) => Some(v),

@@ -7,6 +7,7 @@ use crate::db::Db;
 use crate::infra::bus::EventBus;
 use crate::infra::cache::Cache;
 use crate::infra::metrics::Metrics;
+use crate::infra::outbound::Outbound;
 use crate::infra::ratelimit::RateLimiter;
 use crate::infra::sandbox;
 use crate::infra::secrets::SecretBox;
@@ -20,8 +21,9 @@ pub struct AppState {
     /// Cached analytics answers.
     pub cache: Cache,
     pub secrets: SecretBox,
-    /// The outbound HTTP client (model providers, voice).
-    pub http: reqwest::Client,
+    /// The outbound guard every request to the outside goes through (providers, voice,
+    /// plugins).
+    pub outbound: Outbound,
     pub metrics: Arc<Metrics>,
     /// Turns true when the host shuts down: sockets close with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
@@ -91,16 +93,14 @@ impl AppState {
             ),
         };
         let secrets = SecretBox::load(config.master_key.as_ref().map(|k| &k.0), &config.data_dir)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()?;
+        let outbound = Outbound::new(config.allow_private_urls.clone())?;
         let plugins = sandbox::Runtime::new(
             sandbox::Limits {
                 deadline: std::time::Duration::from_millis(config.plugin_timeout_ms),
                 memory_bytes: (config.plugin_memory_mb as usize) << 20,
             },
             db.clone(),
-            http.clone(),
+            outbound.clone(),
         )?;
         let (shutdown_trigger, shutdown) = tokio::sync::watch::channel(false);
         Ok(AppState {
@@ -110,7 +110,7 @@ impl AppState {
             bus,
             cache,
             secrets,
-            http,
+            outbound,
             metrics: Arc::new(Metrics::default()),
             shutdown,
             shutdown_trigger: Arc::new(shutdown_trigger),

@@ -131,11 +131,15 @@ where
 }
 
 /// What a host started with no configuration gets (programs found on PATH included), on
-/// `database_url`.
+/// `database_url`, allowed to reach the tests' local mock servers.
 fn base_config(database_url: &str, data_dir: &std::path::Path) -> Config {
     Config {
         database_url: Some(nova_host::config::Secret(database_url.to_owned())),
         data_dir: data_dir.to_path_buf(),
+        allow_private_urls: nova_host::config::AllowPrivate {
+            everything: true,
+            ..Default::default()
+        },
         ..Config::from_sources(None, &|_| None).expect("default configuration")
     }
 }
@@ -490,6 +494,28 @@ async fn mock_completions(axum::Json(body): axum::Json<Value>) -> axum::response
     }
 }
 
+/// A local server that records every request (headers and body) and answers `ok`; its base
+/// URL and the record.
+pub async fn recorder() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+) {
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>> =
+        Default::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
+        let log = log.clone();
+        async move {
+            log.lock().unwrap().push((headers, body));
+            "ok"
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://127.0.0.1:{}", addr.port()), seen)
+}
+
 /// A WebSocket client.
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -584,6 +610,8 @@ pub async fn start_nova(env: &[(&str, &str)]) -> (tokio::process::Child, String)
         .env_clear()
         .envs(env.iter().copied())
         .env("NOVA_BIND", "127.0.0.1:0")
+        // The tests' mock servers are local.
+        .env("NOVA_ALLOW_PRIVATE_URLS", "*")
         .env("RUST_LOG", "warn,nova=info")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())

@@ -9,6 +9,7 @@ mod chat;
 mod cli;
 mod knowledge;
 mod layers;
+mod outbound;
 mod permissions;
 mod platform;
 mod plugins;

@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, recorder};
 use crate::on_both;
 
 const HOSTILE_WASM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/testing_hostile.wasm"));
@@ -611,26 +611,6 @@ async fn analytics_exports_run_exporter_plugins(app: TestApp) {
 on_both!(analytics_exports_run_exporter_plugins);
 
 /// A server that records the requests it gets and answers 200 (for outbound plugin HTTP).
-async fn recorder() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
-) {
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>> =
-        Default::default();
-    let log = seen.clone();
-    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
-        let log = log.clone();
-        async move {
-            log.lock().unwrap().push((headers, body));
-            "ok"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://127.0.0.1:{}", addr.port()), seen)
-}
-
 /// HMAC-SHA256, hex: how Slack signs its requests.
 fn hmac_sha256_hex(key: &[u8], message: &[u8]) -> String {
     use sha2::{Digest, Sha256};

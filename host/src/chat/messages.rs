@@ -321,7 +321,7 @@ pub async fn converse(
         _ => {
             let (tokens, relay) = relay_tokens(state, session.id, message.seq);
             let reply = responder::reply(
-                &state.http,
+                &state.outbound,
                 &provider,
                 &system_prompt,
                 &fallback,

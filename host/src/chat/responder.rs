@@ -6,8 +6,11 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+use crate::infra::outbound::{Outbound, error_chain, read_limited};
 
 /// Where replies come from.
 #[derive(Debug, Clone)]
@@ -55,12 +58,15 @@ pub struct Reply {
     pub status: ReplyStatus,
 }
 
+/// The most of a provider's answer read, whole or streamed.
+const REPLY_MAX_BYTES: usize = 4 << 20;
+
 pub const DEFAULT_FALLBACK: &str =
     "I'm sorry, I can't answer that yet. A colleague will follow up with you.";
 
 /// Asks `provider` for the next agent turn. Streamed text goes to `tokens` as it arrives.
 pub async fn reply(
-    http: &reqwest::Client,
+    outbound: &Outbound,
     provider: &Provider,
     system_prompt: &str,
     fallback: &str,
@@ -95,21 +101,26 @@ pub async fn reply(
                 body["stream_options"] = json!({"include_usage": true});
             }
             let url = format!("{}/chat/completions", base_url.trim_end_matches('/'));
-            let mut request = http.post(&url).json(&body);
+            let mut request = outbound
+                .request(Method::POST, &url)
+                .map_err(|e| format!("the model provider: {e}"))?
+                .json(&body);
             if let Some(key) = api_key {
                 request = request.bearer_auth(key);
             }
             let call = async {
-                let response = request
-                    .send()
-                    .await
-                    .map_err(|e| format!("the model provider is unreachable: {e}"))?;
+                let response = request.send().await.map_err(|e| {
+                    format!("the model provider is unreachable: {}", error_chain(&e))
+                })?;
                 let status = response.status();
                 if !status.is_success() {
-                    let text = response.text().await.unwrap_or_default();
+                    let text = read_limited(response, 4096).await.unwrap_or_default();
                     return Err(format!(
                         "the model provider answered {status}: {}",
-                        text.chars().take(300).collect::<String>()
+                        String::from_utf8_lossy(&text)
+                            .chars()
+                            .take(300)
+                            .collect::<String>()
                     ));
                 }
                 if *stream {
@@ -150,9 +161,10 @@ fn usage(v: &Value) -> (i64, i64) {
 }
 
 async fn read_whole(response: reqwest::Response) -> Result<Reply, String> {
-    let v: Value = response
-        .json()
+    let body = read_limited(response, REPLY_MAX_BYTES)
         .await
+        .map_err(|e| format!("the model provider: {e}"))?;
+    let v: Value = serde_json::from_slice(&body)
         .map_err(|e| format!("the model provider sent malformed JSON: {e}"))?;
     let content = v["choices"][0]["message"]["content"]
         .as_str()
@@ -175,6 +187,7 @@ async fn read_stream(
     let mut content = String::new();
     let (mut prompt_tokens, mut completion_tokens) = (0, 0);
     let mut buffer = String::new();
+    let mut read = 0;
     let mut body = response.bytes_stream();
     let mut done = false;
     while !done {
@@ -182,6 +195,12 @@ async fn read_stream(
             break;
         };
         let chunk = chunk.map_err(|e| format!("the model provider's stream broke: {e}"))?;
+        read += chunk.len();
+        if read > REPLY_MAX_BYTES {
+            return Err(format!(
+                "the model provider's stream is over {REPLY_MAX_BYTES} bytes"
+            ));
+        }
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find('\n') {
             let line: String = buffer.drain(..=end).collect();

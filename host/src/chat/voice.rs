@@ -11,6 +11,7 @@ use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use utoipa::ToSchema;
@@ -19,6 +20,7 @@ use utoipa_axum::routes;
 
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppJson, AppResult};
+use crate::infra::outbound::{error_chain, read_limited};
 use crate::state::AppState;
 
 /// The most any audio upload may be, whatever `NOVA_MAX_AUDIO_BYTES` says.
@@ -182,27 +184,33 @@ async fn transcribe(
         upload = upload.text("language", lang.clone());
     }
     let mut request = state
-        .http
-        .post(format!(
-            "{}/audio/transcriptions",
-            base_url.trim_end_matches('/')
-        ))
+        .outbound
+        .request(
+            Method::POST,
+            &format!("{}/audio/transcriptions", base_url.trim_end_matches('/')),
+        )
+        .map_err(|e| provider_error(format!("the transcription provider: {e}")))?
         .multipart(upload)
         .timeout(Duration::from_secs(120));
     if let Some(key) = &c.stt_api_key {
         request = request.bearer_auth(&key.0);
     }
-    let response = request
-        .send()
-        .await
-        .map_err(|e| provider_error(format!("the transcription provider is unreachable: {e}")))?;
+    let response = request.send().await.map_err(|e| {
+        provider_error(format!(
+            "the transcription provider is unreachable: {}",
+            error_chain(&e)
+        ))
+    })?;
     if !response.status().is_success() {
         return Err(provider_error(format!(
             "the transcription provider answered {}",
             response.status()
         )));
     }
-    let v: serde_json::Value = response.json().await.map_err(|e| {
+    let body = read_limited(response, TRANSCRIPT_MAX_BYTES)
+        .await
+        .map_err(|e| provider_error(format!("the transcription provider: {e}")))?;
+    let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         provider_error(format!(
             "the transcription provider sent malformed JSON: {e}"
         ))
@@ -216,6 +224,9 @@ async fn transcribe(
         duration: v["duration"].as_f64().or(local_duration),
     }))
 }
+
+/// The largest transcription answer read (JSON with the text and its segments).
+const TRANSCRIPT_MAX_BYTES: usize = 4 << 20;
 
 fn provider_error(detail: String) -> AppError {
     AppError::Rejected {
@@ -294,8 +305,12 @@ async fn synthesize(
     let c = &state.config;
     let audio = if let Some(base_url) = &c.tts_base_url {
         let mut request = state
-            .http
-            .post(format!("{}/audio/speech", base_url.trim_end_matches('/')))
+            .outbound
+            .request(
+                Method::POST,
+                &format!("{}/audio/speech", base_url.trim_end_matches('/')),
+            )
+            .map_err(|e| provider_error(format!("the speech provider: {e}")))?
             .json(&serde_json::json!({
                 "model": c.tts_model,
                 "input": text,
@@ -306,21 +321,21 @@ async fn synthesize(
         if let Some(key) = &c.tts_api_key {
             request = request.bearer_auth(&key.0);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| provider_error(format!("the speech provider is unreachable: {e}")))?;
+        let response = request.send().await.map_err(|e| {
+            provider_error(format!(
+                "the speech provider is unreachable: {}",
+                error_chain(&e)
+            ))
+        })?;
         if !response.status().is_success() {
             return Err(provider_error(format!(
                 "the speech provider answered {}",
                 response.status()
             )));
         }
-        response
-            .bytes()
+        read_limited(response, c.max_audio_bytes)
             .await
-            .map_err(|e| provider_error(format!("the speech provider's audio broke off: {e}")))?
-            .to_vec()
+            .map_err(|e| provider_error(format!("the speech provider's audio: {e}")))?
     } else if req.format == SpeechFormat::Wav
         && let Some(espeak) = &c.espeak_path
     {

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod hashing;
 pub mod jobs;
 pub mod metrics;
+pub mod outbound;
 pub mod ratelimit;
 pub mod sandbox;
 pub mod secrets;

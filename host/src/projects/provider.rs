@@ -25,10 +25,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderSettings {
-    /// The API's base URL, e.g. `https://api.openai.com/v1` or a local server.
+    /// The API's base URL, e.g. `https://api.openai.com/v1`; an internal address only where
+    /// `NOVA_ALLOW_PRIVATE_URLS` allows it.
     pub base_url: String,
     pub model: String,
-    /// Sent as a bearer token; stored encrypted. Omit to keep the stored key; `""` removes it.
+    /// Sent as a bearer token; stored encrypted. Omit to keep the stored key (only while
+    /// `base_url` stays the same: a new destination drops it); `""` removes it.
     pub api_key: Option<String>,
     /// Stream the reply token by token (default true).
     pub stream: Option<bool>,
@@ -86,6 +88,10 @@ async fn put_provider(
     {
         return Err(AppError::invalid("base_url", "must be an http(s) URL"));
     }
+    state
+        .outbound
+        .check(&base_url)
+        .map_err(|e| AppError::invalid("base_url", e.to_string()))?;
     let model = req.model.trim();
     if model.is_empty() || model.len() > 200 {
         return Err(AppError::invalid("model", "must be 1 to 200 characters"));
@@ -97,14 +103,16 @@ async fn put_provider(
     let mut tx = state.db.begin().await?;
     let project = queries::load(&mut tx, auth.id, id).await?;
     project.require(auth.id, Permission::Admin)?;
-    let existing: Option<(Option<String>,)> = tx
+    let existing: Option<(String, Option<String>)> = tx
         .fetch_optional(
-            "SELECT api_key_encrypted FROM project_providers WHERE project_id = $1",
+            "SELECT base_url, api_key_encrypted FROM project_providers WHERE project_id = $1",
             args![id],
         )
         .await?;
+    // A stored key follows its destination: sent elsewhere, it is dropped unless given again
+    // (or a share's admin could point the key at a server of their own).
     let api_key = match req.api_key.as_deref() {
-        None => existing.and_then(|(k,)| k),
+        None => existing.and_then(|(url, key)| key.filter(|_| url == base_url)),
         Some("") => None,
         Some(key) => Some(state.secrets.encrypt(key)?),
     };

@@ -16,6 +16,7 @@ use super::extism::ExtismPlugins;
 use super::store::PluginState;
 use super::{Call, Grants, Kind, Limits, Outcome, Output, PackageFormat, PluginError, bindings};
 use crate::db::Db;
+use crate::infra::outbound::Outbound;
 
 /// A component ready to instantiate, checked against its kind's world.
 #[derive(Clone)]
@@ -35,7 +36,7 @@ pub struct Runtime {
     compiled: Arc<Mutex<HashMap<String, Prepared>>>,
     limits: Limits,
     db: Db,
-    http: reqwest::Client,
+    http: Outbound,
     slots: Arc<tokio::sync::Semaphore>,
     extism: ExtismPlugins,
     /// Invocation-log rows this process wrote: every so many, the log is trimmed.
@@ -50,7 +51,7 @@ const POOL_SLOTS: u32 = 64;
 const TICK: Duration = Duration::from_millis(5);
 
 impl Runtime {
-    pub fn new(limits: Limits, db: Db, http: reqwest::Client) -> anyhow::Result<Runtime> {
+    pub fn new(limits: Limits, db: Db, http: Outbound) -> anyhow::Result<Runtime> {
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(POOL_SLOTS)
             .total_core_instances(POOL_SLOTS * 8)

@@ -9,6 +9,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::{Capability, Event, Grants};
 use crate::db::Db;
+use crate::infra::outbound::Outbound;
 
 /// A store's data: WASI (nothing granted), limits, and what the capabilities need.
 pub struct PluginState {
@@ -17,7 +18,7 @@ pub struct PluginState {
     pub(super) limits: StoreLimits,
     pub(super) grants: Grants,
     pub(super) db: Db,
-    pub(super) http: reqwest::Client,
+    pub(super) http: Outbound,
     /// When the call's deadline passes.
     pub(super) stop_at: Instant,
     pub(super) events: Vec<Event>,

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use super::super::store::PluginState;
 use super::super::{Capability, HttpRequest, HttpResponse, wit};
+use crate::infra::outbound::{error_chain, read_limited};
 
 const HTTP_MAX_BODY: usize = 1 << 20;
 
@@ -22,10 +23,7 @@ pub fn host_allowed(patterns: &[String], host: &str) -> bool {
 impl wit::http::Host for PluginState {
     async fn send(&mut self, request: HttpRequest) -> Result<HttpResponse, String> {
         self.require(Capability::Http)?;
-        let url = reqwest::Url::parse(&request.url).map_err(|e| format!("bad URL: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err("only http and https URLs".into());
-        }
+        let url = self.http.check(&request.url).map_err(|e| e.to_string())?;
         let host = url.host_str().unwrap_or_default();
         if !host_allowed(&self.grants.http_hosts, host) {
             return Err(format!(
@@ -37,37 +35,29 @@ impl wit::http::Host for PluginState {
         let remaining = self.stop_at.saturating_duration_since(Instant::now());
         let mut builder = self
             .http
-            .request(method, url)
+            .request(method, url.as_str())
+            .map_err(|e| e.to_string())?
             .timeout(remaining.max(Duration::from_millis(1)))
             .body(request.body);
         for (name, value) in &request.headers {
             builder = builder.header(name, value);
         }
-        async move {
-            let response = builder
-                .send()
-                .await
-                .map_err(|e| format!("request failed: {e}"))?;
-            let status = response.status().as_u16();
-            let headers = response
-                .headers()
-                .iter()
-                .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
-                .collect();
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| format!("reading the response failed: {e}"))?;
-            if body.len() > HTTP_MAX_BODY {
-                return Err(format!("the response is over {HTTP_MAX_BODY} bytes"));
-            }
-            Ok(HttpResponse {
-                status,
-                headers,
-                body: body.to_vec(),
-            })
-        }
-        .await
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(n, v)| Some((n.to_string(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let body = read_limited(response, HTTP_MAX_BODY).await?;
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
     }
 }
 
