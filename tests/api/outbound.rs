@@ -188,3 +188,45 @@ async fn a_stored_key_is_dropped_when_the_provider_moves(app: TestApp) {
     assert_eq!(r.body["has_api_key"], false, "{:?}", r.body);
 }
 on_both!(a_stored_key_is_dropped_when_the_provider_moves);
+
+async fn an_installations_secrets_are_dropped_when_its_destination_changes(app: TestApp) {
+    let (crm, seen) = recorder().await;
+    let (elsewhere, seen_elsewhere) = recorder().await;
+    let alice = app.register("alice").await;
+    let install = "/api/integrations/http-crm/install";
+    let secrets_after = |r: &crate::helpers::Resp| r.body["installation"]["secrets_set"].clone();
+    let r = app
+        .post(
+            install,
+            &alice.token,
+            json!({"config": {"endpoint": format!("{crm}/hooks"), "api_key": "s3cret"}, "http_hosts": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(secrets_after(&r), json!(["api_key"]), "{:?}", r.body);
+    // Another path at the same origin, same hosts: the key stays.
+    let r = app
+        .put(
+            install,
+            &alice.token,
+            json!({"config": {"endpoint": format!("{crm}/v2")}, "http_hosts": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(secrets_after(&r), json!(["api_key"]), "{:?}", r.body);
+    // Another origin: the key is dropped, and the next call sends none.
+    let r = app
+        .put(
+            install,
+            &alice.token,
+            json!({"config": {"endpoint": format!("{elsewhere}/collect")}, "http_hosts": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(secrets_after(&r), json!([]), "{:?}", r.body);
+    app.post("/api/integrations/http-crm/test", &alice.token, json!({}))
+        .await;
+    let received = seen_elsewhere.lock().unwrap();
+    assert_eq!(received.len(), 1);
+    assert!(received[0].0.get("authorization").is_none());
+    assert!(seen.lock().unwrap().is_empty());
+}
+on_both!(an_installations_secrets_are_dropped_when_its_destination_changes);

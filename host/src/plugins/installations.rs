@@ -13,13 +13,15 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::{Manifest, installed, open_secrets};
+use super::{Installed, Manifest, installed, open_secrets};
 use crate::access::target_workspace;
 use crate::access::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
-use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
+use crate::error::{
+    AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate, FieldError,
+};
 use crate::infra::sandbox::host_allowed;
 use crate::state::AppState;
 
@@ -80,17 +82,21 @@ struct Settled {
     http_hosts: Vec<String>,
 }
 
-/// Splits validated settings into plain ones and sealed secrets (`previous` secrets kept
-/// where a secret is left out).
+/// Splits validated settings into plain ones and sealed secrets. The `previous`
+/// installation's secrets are kept where a secret is left out, as long as they would go where
+/// they went before: the same approved hosts, and every URL setting at the same origin.
+/// Otherwise they are dropped (an admin who may reconfigure could else send them elsewhere).
 fn settle_config(
     state: &AppState,
     manifest: &Manifest,
     req: &InstallRequest,
-    previous: Option<&str>,
+    previous: Option<&Installed>,
 ) -> AppResult<Settled> {
     let mut config = req.config.clone();
     let secret_keys = manifest.secret_keys();
-    let mut secrets = open_secrets(&state.secrets, previous)?;
+    let (hosts, host_errors) = approved_hosts(manifest, req);
+    let kept = previous.filter(|p| same_destination(manifest, p, &config, &hosts));
+    let mut secrets = open_secrets(&state.secrets, kept.and_then(|p| p.secrets.as_deref()))?;
     for key in &secret_keys {
         if let Some(value) = config.remove(key) {
             secrets.insert(key.clone(), value);
@@ -99,6 +105,26 @@ fn settle_config(
     let mut merged = config.clone();
     merged.extend(secrets.clone());
     let mut errors = manifest.validate_config(&merged);
+    errors.extend(host_errors);
+    if !errors.is_empty() {
+        return Err(AppError::fields(errors));
+    }
+    let sealed = if secrets.is_empty() {
+        None
+    } else {
+        Some(state.secrets.encrypt(&Value::Object(secrets).to_string())?)
+    };
+    Ok(Settled {
+        config,
+        sealed,
+        http_hosts: hosts,
+    })
+}
+
+/// The hosts `http` may reach: those asked for, each one the plugin declares (default: all
+/// it declares by name), and the errors about those it does not.
+fn approved_hosts(manifest: &Manifest, req: &InstallRequest) -> (Vec<String>, Vec<FieldError>) {
+    let mut errors = Vec::new();
     let any_host = manifest.http_hosts.iter().any(|h| h == "*");
     let hosts = match &req.http_hosts {
         None => manifest
@@ -116,7 +142,7 @@ fn settle_config(
                             || host_allowed(std::slice::from_ref(d), h.trim_start_matches("*."))
                     });
                 if !declared {
-                    errors.push(crate::error::FieldError::new(
+                    errors.push(FieldError::new(
                         "http_hosts",
                         format!("`{h}` is not a host the plugin declares"),
                     ));
@@ -125,19 +151,33 @@ fn settle_config(
             hosts.clone()
         }
     };
-    if !errors.is_empty() {
-        return Err(AppError::fields(errors));
-    }
-    let sealed = if secrets.is_empty() {
-        None
-    } else {
-        Some(state.secrets.encrypt(&Value::Object(secrets).to_string())?)
+    (hosts, errors)
+}
+
+/// Whether settings and hosts send the installation's data where `previous` sent it.
+fn same_destination(
+    manifest: &Manifest,
+    previous: &Installed,
+    config: &Map<String, Value>,
+    hosts: &[String],
+) -> bool {
+    let origin = |v: Option<&Value>| {
+        v.and_then(Value::as_str)
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .map(|u| u.origin().ascii_serialization())
     };
-    Ok(Settled {
-        config,
-        sealed,
-        http_hosts: hosts,
-    })
+    let same_hosts = {
+        let mut before = previous.http_hosts.0.clone();
+        let mut after = hosts.to_vec();
+        before.sort();
+        after.sort();
+        before == after
+    };
+    same_hosts
+        && manifest
+            .uri_keys()
+            .iter()
+            .all(|k| origin(previous.config.0.get(k)) == origin(config.get(k)))
 }
 
 async fn audit(
@@ -233,7 +273,7 @@ async fn reconfigure(
         config,
         sealed,
         http_hosts,
-    } = settle_config(&state, &plugin.manifest.0, &req, current.secrets.as_deref())?;
+    } = settle_config(&state, &plugin.manifest.0, &req, Some(&current))?;
     let approved = if req.approve {
         plugin.sha256.clone()
     } else {

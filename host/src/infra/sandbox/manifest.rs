@@ -199,10 +199,19 @@ impl Manifest {
 
     /// The names of the settings marked `secret` (encrypted at rest, never shown back).
     pub fn secret_keys(&self) -> Vec<String> {
+        self.keys_where(|s| s.get("secret") == Some(&Value::Bool(true)))
+    }
+
+    /// The settings that are URLs (`format = "uri"`): where the plugin sends things.
+    pub fn uri_keys(&self) -> Vec<String> {
+        self.keys_where(|s| s.get("format").and_then(Value::as_str) == Some("uri"))
+    }
+
+    fn keys_where(&self, wanted: impl Fn(&Value) -> bool) -> Vec<String> {
         properties(&self.config_schema)
             .map(|p| {
                 p.iter()
-                    .filter(|(_, s)| s.get("secret") == Some(&Value::Bool(true)))
+                    .filter(|(_, s)| wanted(s))
                     .map(|(k, _)| k.clone())
                     .collect()
             })
