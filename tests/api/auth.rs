@@ -178,3 +178,42 @@ async fn api_keys(app: TestApp) {
     );
 }
 on_both!(api_keys);
+
+async fn the_bearer_scheme_is_case_insensitive(app: TestApp) {
+    let alice = app.register("alice").await;
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let r = app
+            .client
+            .get(format!("{}/api/user/me", app.base))
+            .header("authorization", format!("{scheme} {}", alice.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{scheme}");
+    }
+}
+on_both!(the_bearer_scheme_is_case_insensitive);
+
+async fn simultaneous_first_registrations_make_one_instance_admin(app: TestApp) {
+    let registrations = (0..8).map(|i| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let r = app
+                .call(
+                    Method::POST,
+                    "/api/auth/register",
+                    None,
+                    Some(json!({"email": format!("user{i}@example.com"), "password": "correct horse battery"})),
+                )
+                .await;
+            assert_eq!(r.status, 201, "{:?}", r.body);
+            r.body["user"]["is_instance_admin"].as_bool().unwrap()
+        })
+    });
+    let mut admins = 0;
+    for r in registrations.collect::<Vec<_>>() {
+        admins += usize::from(r.await.unwrap());
+    }
+    assert_eq!(admins, 1);
+}
+on_both!(simultaneous_first_registrations_make_one_instance_admin);

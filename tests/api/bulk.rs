@@ -327,3 +327,21 @@ async fn rate_limit_is_shared_through_redis() {
     })
     .await;
 }
+
+async fn the_bulk_limit_counts_the_ids_sent(app: TestApp) {
+    let alice = app.register("alice").await;
+    let p = app.project(&alice, json!({"name": "Once"})).await;
+    let id = p["id"].as_str().unwrap();
+    let repeated: Vec<&str> = std::iter::repeat_n(id, 501).collect();
+    let r = app
+        .post(
+            "/api/projects/bulk",
+            &alice.token,
+            json!({"action": "archive", "project_ids": repeated}),
+        )
+        .await;
+    assert_problem(&r, 422);
+    let listed = app.get("/api/projects", &alice.token).await;
+    assert!(listed.body["projects"][0]["archived_at"].is_null());
+}
+on_both!(the_bulk_limit_counts_the_ids_sent);

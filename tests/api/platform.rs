@@ -157,3 +157,20 @@ async fn bad_input_is_a_problem(app: TestApp) {
     assert_eq!(list.body["projects"].as_array().unwrap().len(), 0);
 }
 on_both!(bad_input_is_a_problem);
+
+async fn unknown_methods_share_one_metrics_label(app: TestApp) {
+    for method in ["BREW", "PROPFIND"] {
+        app.call(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            "/api/projects",
+            None,
+            None,
+        )
+        .await;
+    }
+    let metrics = app.call(Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(!text.contains("BREW") && !text.contains("PROPFIND"));
+}
+on_both!(unknown_methods_share_one_metrics_label);

@@ -502,3 +502,41 @@ async fn the_list_holds_each_project_of_the_callers_workspaces_and_shares_once(a
     assert_eq!(names(&in_bobs.body), ["Bob 0", "Bob 2"]);
 }
 on_both!(the_list_holds_each_project_of_the_callers_workspaces_and_shares_once);
+
+async fn of_twenty_concurrent_updates_from_one_version_one_wins(app: TestApp) {
+    let alice = app.register("alice").await;
+    let p = app.project(&alice, json!({"name": "Contended"})).await;
+    let id = p["id"].as_str().unwrap().to_owned();
+    let version = p["version"].as_i64().unwrap();
+    let updates = (0..20).map(|i| {
+        let app = app.clone();
+        let token = alice.token.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            app.put(
+                &format!("/api/projects/{id}"),
+                &token,
+                json!({"description": format!("writer {i}"), "version": version}),
+            )
+            .await
+            .status
+        })
+    });
+    let mut statuses = Vec::new();
+    for update in updates.collect::<Vec<_>>() {
+        statuses.push(update.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+    let now = app.get(&format!("/api/projects/{id}"), &alice.token).await;
+    assert_eq!(now.body["version"], version + 1);
+}
+on_both!(of_twenty_concurrent_updates_from_one_version_one_wins);

@@ -16,7 +16,12 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().as_str().to_owned();
+    // Only the methods the API knows become labels: others would grow the label set.
+    let method = match req.method().as_str() {
+        known @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => known,
+        _ => "other",
+    }
+    .to_owned();
     let started = Instant::now();
     let response = next.run(req).await;
     state.metrics.observe(

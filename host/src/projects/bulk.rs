@@ -116,17 +116,18 @@ async fn bulk(
     auth: AuthUser,
     AppJson(req): AppJson<BulkRequest>,
 ) -> AppResult<Json<BulkResult>> {
+    // Counted as sent, before any other work: a body of many thousand ids costs nothing.
+    if req.project_ids.is_empty() || req.project_ids.len() > MAX_BULK_IDS {
+        return Err(AppError::invalid(
+            "project_ids",
+            format!("must hold 1 to {MAX_BULK_IDS} ids"),
+        ));
+    }
     let mut ids: Vec<Uuid> = Vec::with_capacity(req.project_ids.len());
     for id in &req.project_ids {
         if !ids.contains(id) {
             ids.push(*id);
         }
-    }
-    if ids.is_empty() || ids.len() > MAX_BULK_IDS {
-        return Err(AppError::invalid(
-            "project_ids",
-            format!("must hold 1 to {MAX_BULK_IDS} ids"),
-        ));
     }
     let settings = match (req.action, req.settings) {
         (BulkAction::UpdateSettings, Some(s)) => Some(validate_object("settings", s)?),
@@ -229,11 +230,18 @@ async fn bulk(
             BulkAction::UpdateSettings => {
                 let merged =
                     validate_object("settings", merge(row.settings.0.clone(), settings.clone()))?;
-                tx.execute(
-                    "UPDATE projects SET settings = $2, version = version + 1, updated_at = $3 WHERE id = $1",
-                    args![*id, serde_json::Value::Object(merged), now()],
-                )
-                .await?;
+                let written = tx
+                    .execute(
+                        "UPDATE projects SET settings = $2, version = version + 1, updated_at = $3
+                         WHERE id = $1 AND version = $4",
+                        args![*id, serde_json::Value::Object(merged), now(), row.version],
+                    )
+                    .await?;
+                if written == 0 {
+                    return Err(AppError::Conflict(format!(
+                        "the project {id} changed while the settings were being merged; nothing was changed, try again"
+                    )));
+                }
                 None
             }
             BulkAction::Duplicate => {

@@ -302,23 +302,33 @@ async fn update_project(
         "model_config",
         req.model_config.unwrap_or(row.model_config.0.clone()),
     )?;
-    tx.execute(
-        "UPDATE projects SET name = $2, description = $3, tags = $4, status = $5, settings = $6,
-            system_prompt = $7, model_config = $8, version = version + 1, updated_at = $9
-         WHERE id = $1",
-        args![
-            id,
-            name,
-            description,
-            serde_json::json!(tags),
-            status,
-            serde_json::Value::Object(settings),
-            system_prompt,
-            serde_json::Value::Object(model_config),
-            now()
-        ],
-    )
-    .await?;
+    // Written only over the version read: of concurrent updates based on one version, one
+    // wins and the others get 409 (PostgreSQL re-checks the condition after a writer commits).
+    let written = tx
+        .execute(
+            "UPDATE projects SET name = $2, description = $3, tags = $4, status = $5, settings = $6,
+                system_prompt = $7, model_config = $8, version = version + 1, updated_at = $9
+             WHERE id = $1 AND version = $10",
+            args![
+                id,
+                name,
+                description,
+                serde_json::json!(tags),
+                status,
+                serde_json::Value::Object(settings),
+                system_prompt,
+                serde_json::Value::Object(model_config),
+                now(),
+                row.version
+            ],
+        )
+        .await?;
+    if written == 0 {
+        return Err(AppError::Conflict(format!(
+            "the project changed while version {} was being updated; read it again",
+            row.version
+        )));
+    }
     if req.tags.is_some() {
         queries::replace_tags(&mut tx, &row, &tags).await?;
     }

@@ -17,6 +17,9 @@ use crate::error::{AppError, AppJson, AppResult, ConflictOnDuplicate};
 use crate::infra::hashing::{hash_password, verify_password};
 use crate::state::AppState;
 
+/// The PostgreSQL advisory lock under which a registration checks whether it is the first.
+const FIRST_USER_LOCK: i64 = 0x6e6f_7661_0001;
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(register))
@@ -89,8 +92,16 @@ async fn register(
     let password_hash = hash_password(req.password).await?;
     let now = crate::db::now();
     let mut tx = state.db.begin().await?;
-    let first: i64 = tx.scalar("SELECT COUNT(*) FROM users", args![]).await?;
-    let user_id = create_user(&mut tx, &email, &name, password_hash, first == 0).await?;
+    // Registrations take turns deciding who is first (SQLite's write lock does it already), so
+    // two at once make one instance admin, not two.
+    if tx.is_postgres() {
+        tx.execute("SELECT pg_advisory_xact_lock($1)", args![FIRST_USER_LOCK])
+            .await?;
+    }
+    let anyone: bool = tx
+        .scalar("SELECT EXISTS (SELECT 1 FROM users)", args![])
+        .await?;
+    let user_id = create_user(&mut tx, &email, &name, password_hash, !anyone).await?;
     let expires_at = now + Duration::hours(state.config.session_ttl_hours);
     let (_, token) = issue_token(&mut tx, user_id, "session", None, Some(expires_at)).await?;
     tx.commit().await?;
