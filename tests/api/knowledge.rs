@@ -1070,3 +1070,75 @@ async fn kill_9_during_upload_loses_no_file() {
     }
     assert!(files.iter().all(|f| f["status"] == "indexed"), "{status}");
 }
+
+/// Lines that differ everywhere between two texts: every other line changes.
+fn long_text(lines: usize, variant: &str) -> String {
+    (0..lines)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("line {i} stays\n")
+            } else {
+                format!("line {i} {variant}\n")
+            }
+        })
+        .collect()
+}
+
+async fn a_huge_diff_stalls_no_other_request(app: TestApp) {
+    let alice = app.register("alice").await;
+    let created = app
+        .post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({"title": "Long", "content": long_text(200_000, "before"), "file_type": "txt"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let path = format!(
+        "/api/knowledge/documents/{}",
+        created.body["id"].as_str().unwrap()
+    );
+    let added = app
+        .post(
+            &format!("{path}/versions"),
+            &alice.token,
+            json!({"content": long_text(200_000, "after")}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{:?}", added.body);
+
+    let diff = {
+        let app = app.clone();
+        let token = alice.token.clone();
+        let path = path.clone();
+        tokio::spawn(async move { app.get(&format!("{path}/versions/2/diff"), &token).await })
+    };
+    // While the diff is computed, other requests are answered at once.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let started = std::time::Instant::now();
+    let me = app.get("/api/user/me", &alice.token).await;
+    assert_eq!(me.status, 200);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "a request waited {:?} behind a diff",
+        started.elapsed()
+    );
+    let diff = diff.await.unwrap();
+    assert_eq!(diff.status, 200, "{:?}", diff.body);
+    // Past the deadline the diff may be coarser than the smallest one, never wrong: both
+    // versions have 200,000 lines and half of them changed.
+    let (added, removed) = (
+        diff.body["added"].as_i64().unwrap(),
+        diff.body["removed"].as_i64().unwrap(),
+    );
+    assert_eq!(added, removed);
+    assert!((100_000..=200_000).contains(&added), "{added}");
+    assert_eq!(diff.body["truncated"], true);
+    assert_eq!(diff.body["lines"].as_array().unwrap().len(), 10_000);
+}
+on_both!(
+    a_huge_diff_stalls_no_other_request,
+    |c: &mut nova_host::Config| {
+        c.max_body_bytes = 8 << 20;
+    }
+);

@@ -161,7 +161,10 @@ pub struct VersionDiff {
     pub to_version: i64,
     pub added: usize,
     pub removed: usize,
+    /// The diff, line by line: at most 10,000 lines (`added` and `removed` count them all).
     pub lines: Vec<DiffLine>,
+    /// True when `lines` stops before the end of the diff.
+    pub truncated: bool,
 }
 
 /// The line diff of version `n` against version `n − 1`.
@@ -187,9 +190,36 @@ async fn diff(
         .await?;
     let [(_, old), (_, new)] =
         <[(i64, String); 2]>::try_from(rows).map_err(|_| AppError::NotFound("version"))?;
-    let text_diff = similar::TextDiff::from_lines(&old, &new);
+    // Diffing is CPU work proportional to the documents: it runs on a blocking thread, under
+    // a deadline past which `similar` settles for a coarser (still correct) diff.
+    let (added, removed, lines, truncated) =
+        tokio::task::spawn_blocking(move || line_diff(&old, &new))
+            .await
+            .map_err(anyhow::Error::from)?;
+    Ok(Json(VersionDiff {
+        document_id: id,
+        from_version: n - 1,
+        to_version: n,
+        added,
+        removed,
+        lines,
+        truncated,
+    }))
+}
+
+/// How long a diff may search for the smallest edit.
+const DIFF_DEADLINE: std::time::Duration = std::time::Duration::from_millis(500);
+/// The most diff lines an answer lists (the counts cover them all).
+pub const MAX_DIFF_LINES: usize = 10_000;
+
+/// Lines added and removed, the first [`MAX_DIFF_LINES`] lines of the diff, and whether
+/// there were more.
+fn line_diff(old: &str, new: &str) -> (usize, usize, Vec<DiffLine>, bool) {
+    let text_diff = similar::TextDiff::configure()
+        .deadline(std::time::Instant::now() + DIFF_DEADLINE)
+        .diff_lines(old, new);
     let mut lines = Vec::new();
-    let (mut added, mut removed) = (0, 0);
+    let (mut added, mut removed, mut total) = (0, 0, 0);
     for change in text_diff.iter_all_changes() {
         let op = match change.tag() {
             similar::ChangeTag::Insert => {
@@ -202,17 +232,13 @@ async fn diff(
             }
             similar::ChangeTag::Equal => " ",
         };
-        lines.push(DiffLine {
-            op: op.to_owned(),
-            text: change.value().trim_end_matches('\n').to_owned(),
-        });
+        total += 1;
+        if lines.len() < MAX_DIFF_LINES {
+            lines.push(DiffLine {
+                op: op.to_owned(),
+                text: change.value().trim_end_matches('\n').to_owned(),
+            });
+        }
     }
-    Ok(Json(VersionDiff {
-        document_id: id,
-        from_version: n - 1,
-        to_version: n,
-        added,
-        removed,
-        lines,
-    }))
+    (added, removed, lines, total > MAX_DIFF_LINES)
 }
