@@ -84,6 +84,7 @@ async fn create_admin_then_log_in() {
     assert!(!short.status.success());
 
     let url = format!("sqlite://{}", dir.path().join("nova.db").display());
+    let data_dir = dir.path().to_path_buf();
     run_with(
         Backend::Sqlite,
         |c| c.database_url = Some(nova_host::config::Secret(url)),
@@ -113,6 +114,25 @@ async fn create_admin_then_log_in() {
                 app.get("/api/user/me", &next.token).await.body["is_instance_admin"],
                 false
             );
+            // Resetting the password with create-admin ends the sessions of the old one.
+            let token = login.body["token"].as_str().unwrap().to_owned();
+            assert_eq!(app.get("/api/user/me", &token).await.status, 200);
+            let reset = tokio::task::spawn_blocking(move || {
+                nova(
+                    &data_dir,
+                    &[
+                        "create-admin",
+                        "--email",
+                        "root@example.com",
+                        "--password-stdin",
+                    ],
+                    "a third secret\n",
+                )
+            })
+            .await
+            .unwrap();
+            assert!(reset.status.success());
+            assert_eq!(app.get("/api/user/me", &token).await.status, 401);
         },
     )
     .await;

@@ -1,3 +1,4 @@
+use reqwest::Method;
 use serde_json::json;
 
 use crate::helpers::{TestApp, assert_problem};
@@ -145,3 +146,78 @@ async fn shortcuts(app: TestApp) {
     assert_eq!(left.body["items"].as_array().unwrap().len(), 4);
 }
 on_both!(shortcuts);
+
+async fn a_password_change_ends_the_other_sessions(app: TestApp) {
+    let alice = app.register("alice").await;
+    let login = |password: &'static str| {
+        let app = app.clone();
+        async move {
+            app.call(
+                Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"email": "alice@example.com", "password": password})),
+            )
+            .await
+        }
+    };
+    let other = login("correct horse battery").await;
+    let other = other.body["token"].as_str().unwrap().to_owned();
+    let key = app
+        .post("/api/user/api-keys", &alice.token, json!({"name": "ci"}))
+        .await;
+    assert_eq!(key.status, 201, "{:?}", key.body);
+    let key = key.body["key"].as_str().unwrap().to_owned();
+
+    let wrong = app
+        .put(
+            "/api/user/password",
+            &alice.token,
+            json!({"current_password": "not it at all", "new_password": "a brand new secret"}),
+        )
+        .await;
+    assert_problem(&wrong, 403);
+    let short = app
+        .put(
+            "/api/user/password",
+            &alice.token,
+            json!({"current_password": "correct horse battery", "new_password": "short"}),
+        )
+        .await;
+    assert_problem(&short, 422);
+    let changed = app
+        .put(
+            "/api/user/password",
+            &alice.token,
+            json!({"current_password": "correct horse battery", "new_password": "a brand new secret"}),
+        )
+        .await;
+    assert_eq!(changed.status, 204, "{:?}", changed.body);
+    assert_eq!(app.get("/api/user/me", &alice.token).await.status, 200);
+    assert_eq!(app.get("/api/user/me", &other).await.status, 401);
+    // API keys are credentials of their own, managed at /api/user/api-keys.
+    assert_eq!(app.get("/api/user/me", &key).await.status, 200);
+    assert_eq!(login("correct horse battery").await.status, 401);
+    assert_eq!(login("a brand new secret").await.status, 200);
+}
+on_both!(a_password_change_ends_the_other_sessions);
+
+async fn logout_all_ends_every_session(app: TestApp) {
+    let alice = app.register("alice").await;
+    let second = app
+        .call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": "alice@example.com", "password": "correct horse battery"})),
+        )
+        .await;
+    let second = second.body["token"].as_str().unwrap().to_owned();
+    let r = app
+        .post("/api/auth/logout-all", &alice.token, json!({}))
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_eq!(app.get("/api/user/me", &alice.token).await.status, 401);
+    assert_eq!(app.get("/api/user/me", &second).await.status, 401);
+}
+on_both!(logout_all_ends_every_session);

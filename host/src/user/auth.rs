@@ -25,6 +25,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(register))
         .routes(routes!(login))
         .routes(routes!(logout))
+        .routes(routes!(logout_all))
+        .routes(routes!(change_password))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,6 +54,15 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Passwords are 8 to 1024 characters.
+fn validate_password(field: &str, password: &str) -> AppResult<()> {
+    if (8..=1024).contains(&password.chars().count()) {
+        Ok(())
+    } else {
+        Err(AppError::invalid(field, "must be 8 to 1024 characters"))
+    }
+}
+
 pub fn normalize_email(email: &str) -> AppResult<String> {
     let email = email.trim().to_lowercase();
     let valid = email.len() <= 254
@@ -75,12 +86,7 @@ async fn register(
     AppJson(req): AppJson<RegisterRequest>,
 ) -> AppResult<(StatusCode, Json<Session>)> {
     let email = normalize_email(&req.email)?;
-    if !(8..=1024).contains(&req.password.chars().count()) {
-        return Err(AppError::invalid(
-            "password",
-            "must be 8 to 1024 characters",
-        ));
-    }
+    validate_password("password", &req.password)?;
     let name = match req.name.as_deref().map(str::trim) {
         Some("") => return Err(AppError::invalid("name", "must not be empty")),
         Some(n) if n.chars().count() > 100 => {
@@ -146,9 +152,7 @@ pub async fn create_admin(
     password: String,
 ) -> anyhow::Result<bool> {
     let email = normalize_email(email).map_err(|e| anyhow::anyhow!("--email: {e}"))?;
-    if !(8..=1024).contains(&password.chars().count()) {
-        anyhow::bail!("the password must be 8 to 1024 characters");
-    }
+    validate_password("password", &password).map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = hash_password(password)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -159,7 +163,15 @@ pub async fn create_admin(
             args![&email, true, &hash, crate::db::now()],
         )
         .await?;
-    if promoted == 0 {
+    if promoted > 0 {
+        // A reset password ends the sessions made with the old one.
+        tx.execute(
+            "DELETE FROM api_tokens WHERE kind = 'session'
+             AND user_id = (SELECT id FROM users WHERE email = $1)",
+            args![&email],
+        )
+        .await?;
+    } else {
         let name = email.split('@').next().unwrap_or_default().to_owned();
         create_user(&mut tx, &email, &name, hash, true)
             .await
@@ -217,5 +229,66 @@ async fn logout(State(state): State<AppState>, user: AuthUser) -> AppResult<Stat
         .db
         .execute("DELETE FROM api_tokens WHERE id = $1", args![user.token_id])
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Ends every login session of the caller, this one included (API keys stay: they are
+/// managed at `/api/user/api-keys`).
+#[utoipa::path(post, path = "/api/auth/logout-all", tag = "auth",
+    security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = crate::error::Problem)))]
+async fn logout_all(State(state): State<AppState>, user: AuthUser) -> AppResult<StatusCode> {
+    state
+        .db
+        .execute(
+            "DELETE FROM api_tokens WHERE user_id = $1 AND kind = 'session'",
+            args![user.id],
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    /// 8 to 1024 characters.
+    pub new_password: String,
+}
+
+/// Changes the caller's password; their other login sessions end (this one stays).
+#[utoipa::path(put, path = "/api/user/password", tag = "user",
+    security(("bearer" = [])), request_body = PasswordChange,
+    responses((status = 204), (status = 401, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppJson(req): AppJson<PasswordChange>,
+) -> AppResult<StatusCode> {
+    validate_password("new_password", &req.new_password)?;
+    let (stored,): (String,) = state
+        .db
+        .fetch_one(
+            "SELECT password_hash FROM users WHERE id = $1",
+            args![user.id],
+        )
+        .await?;
+    if !verify_password(req.current_password, Some(stored)).await? {
+        return Err(AppError::forbidden("the current password is wrong"));
+    }
+    let hash = hash_password(req.new_password).await?;
+    let mut tx = state.db.begin().await?;
+    tx.execute(
+        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+        args![user.id, hash, crate::db::now()],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM api_tokens WHERE user_id = $1 AND kind = 'session' AND id <> $2",
+        args![user.id, user.token_id],
+    )
+    .await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
