@@ -94,6 +94,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `NOVA_BULK_RATE_LIMIT`: bulk operations a user may start per minute.
     pub bulk_rate_limit_per_minute: u32,
+    /// `NOVA_AUTH_RATE_LIMIT`: logins and registrations per minute from one address, and
+    /// logins per minute to one account.
+    pub auth_rate_limit_per_minute: u32,
     /// `NOVA_LLM_BASE_URL`: an OpenAI-compatible API (e.g. `https://api.openai.com/v1`) that
     /// answers for agents without a provider of their own; unset, agents give their fallback.
     pub llm_base_url: Option<String>,
@@ -151,6 +154,7 @@ impl Default for Config {
             session_ttl_hours: 24 * 30,
             max_body_bytes: 1024 * 1024,
             bulk_rate_limit_per_minute: 10,
+            auth_rate_limit_per_minute: 20,
             llm_base_url: None,
             llm_model: "gpt-4o-mini".into(),
             llm_api_key: None,
@@ -197,6 +201,7 @@ struct FileConfig {
     session_ttl_hours: Option<i64>,
     max_body_bytes: Option<usize>,
     bulk_rate_limit: Option<u32>,
+    auth_rate_limit: Option<u32>,
     llm_base_url: Option<String>,
     llm_model: Option<String>,
     llm_api_key: Option<String>,
@@ -318,6 +323,13 @@ impl Config {
             file.bulk_rate_limit,
             c.bulk_rate_limit_per_minute,
             1..=100_000,
+        )?;
+        c.auth_rate_limit_per_minute = number(
+            "NOVA_AUTH_RATE_LIMIT",
+            env("NOVA_AUTH_RATE_LIMIT"),
+            file.auth_rate_limit,
+            c.auth_rate_limit_per_minute,
+            1..=1_000_000,
         )?;
         for (key, file_value, target) in [
             ("NOVA_LLM_BASE_URL", file.llm_base_url, &mut c.llm_base_url),

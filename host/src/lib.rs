@@ -47,12 +47,16 @@ pub async fn serve(
         shutdown: state.shutdown.clone(),
     });
     let sockets = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            sockets.begin_shutdown();
-        })
-        .await?;
+    // The peer address keys the per-address rate limits (login, registration).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        sockets.begin_shutdown();
+    })
+    .await?;
     // Sockets were told to close (1001); give them a moment to do it.
     state
         .sockets

@@ -217,3 +217,96 @@ async fn simultaneous_first_registrations_make_one_instance_admin(app: TestApp) 
     assert_eq!(admins, 1);
 }
 on_both!(simultaneous_first_registrations_make_one_instance_admin);
+
+/// Logs in as `email` from the loopback address `from` (127.0.0.0/8 is all this machine).
+async fn login_from(app: &TestApp, from: [u8; 4], email: &str, password: &str) -> u16 {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap();
+    client
+        .post(format!("{}/api/auth/login", app.base))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn password_guessing_is_throttled_by_account_and_address(app: TestApp) {
+    app.register("alice").await;
+    app.register("bob").await;
+    // Against one account, from many addresses: six attempts a minute, the right password
+    // included once the limit is reached.
+    for last in 2..8 {
+        let status = login_from(&app, [127, 0, 0, last], "alice@example.com", "wrong guess!").await;
+        assert_eq!(status, 401);
+    }
+    let status = login_from(
+        &app,
+        [127, 0, 0, 8],
+        "alice@example.com",
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(status, 429);
+    // Another account is not affected...
+    let status = login_from(
+        &app,
+        [127, 0, 0, 9],
+        "bob@example.com",
+        "correct horse battery",
+    )
+    .await;
+    assert_eq!(status, 200);
+    // ...but one address trying many accounts is.
+    for n in 0..6 {
+        let status = login_from(
+            &app,
+            [127, 0, 0, 10],
+            &format!("nobody{n}@example.com"),
+            "guess guess",
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    let own = app
+        .client
+        .post(format!("{}/api/auth/login", app.base))
+        .json(&json!({"email": "bob@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    // The test's own client is 127.0.0.1, which registered two users: still under the limit.
+    assert_eq!(own.status().as_u16(), 200);
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 10]))
+        .build()
+        .unwrap();
+    let refused = client
+        .post(format!("{}/api/auth/register", app.base))
+        .json(&json!({"email": "newcomer@example.com", "password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 429);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(
+        refused.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+}
+on_both!(
+    password_guessing_is_throttled_by_account_and_address,
+    |c: &mut nova_host::Config| {
+        c.auth_rate_limit_per_minute = 6;
+    }
+);

@@ -140,6 +140,8 @@ fn base_config(database_url: &str, data_dir: &std::path::Path) -> Config {
             everything: true,
             ..Default::default()
         },
+        // Every test user registers from 127.0.0.1.
+        auth_rate_limit_per_minute: 10_000,
         ..Config::from_sources(None, &|_| None).expect("default configuration")
     }
 }
@@ -612,6 +614,7 @@ pub async fn start_nova(env: &[(&str, &str)]) -> (tokio::process::Child, String)
         .env("NOVA_BIND", "127.0.0.1:0")
         // The tests' mock servers are local.
         .env("NOVA_ALLOW_PRIVATE_URLS", "*")
+        .env("NOVA_AUTH_RATE_LIMIT", "10000")
         .env("RUST_LOG", "warn,nova=info")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())

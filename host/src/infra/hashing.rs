@@ -15,8 +15,21 @@ pub fn hash_bytes(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Argon2 runs at most this many at once (one per core): a burst of logins queues instead of
+/// taking every blocking thread and all the memory argon2 asks for.
+fn argon2_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 /// Hashes a password with argon2id off the async runtime.
 pub async fn hash_password(password: String) -> AppResult<String> {
+    let _slot = argon2_slots()
+        .acquire()
+        .await
+        .map_err(anyhow::Error::from)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -32,6 +45,10 @@ pub async fn hash_password(password: String) -> AppResult<String> {
 /// Checks a password against a stored hash off the async runtime. With no stored hash it
 /// still spends the same work, so that unknown emails cannot be told apart by timing.
 pub async fn verify_password(password: String, stored: Option<String>) -> AppResult<bool> {
+    let _slot = argon2_slots()
+        .acquire()
+        .await
+        .map_err(anyhow::Error::from)?;
     tokio::task::spawn_blocking(move || {
         let fallback = DUMMY_HASH.get_or_init(|| {
             let salt = SaltString::generate(&mut OsRng);

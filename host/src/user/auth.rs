@@ -1,6 +1,9 @@
 //! `/api/auth/*`: register, login, logout; and `nova create-admin`.
 
 use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
 use axum::{Json, extract::State};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -14,7 +17,7 @@ use crate::args;
 use crate::auth::{AuthUser, issue_token};
 use crate::db::{Tx, new_id};
 use crate::error::{AppError, AppJson, AppResult, ConflictOnDuplicate};
-use crate::infra::hashing::{hash_password, verify_password};
+use crate::infra::hashing::{hash_bytes, hash_password, verify_password};
 use crate::state::AppState;
 
 /// The PostgreSQL advisory lock under which a registration checks whether it is the first.
@@ -54,6 +57,18 @@ pub struct Session {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Counts a login or registration attempt under `key` (429 past the limit).
+async fn limit(state: &AppState, key: &str) -> AppResult<()> {
+    state
+        .rate_limiter
+        .hit(
+            key,
+            state.config.auth_rate_limit_per_minute,
+            std::time::Duration::from_secs(60),
+        )
+        .await
+}
+
 /// Passwords are 8 to 1024 characters.
 fn validate_password(field: &str, password: &str) -> AppResult<()> {
     if (8..=1024).contains(&password.chars().count()) {
@@ -80,11 +95,14 @@ pub fn normalize_email(email: &str) -> AppResult<String> {
 /// Registers a user with a personal workspace; the first user becomes an instance admin.
 #[utoipa::path(post, path = "/api/auth/register", tag = "auth",
     request_body = RegisterRequest,
-    responses((status = 201, body = Session), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = Session), (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem)))]
 async fn register(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppJson(req): AppJson<RegisterRequest>,
 ) -> AppResult<(StatusCode, Json<Session>)> {
+    limit(&state, &format!("auth:ip:{}", peer.ip())).await?;
     let email = normalize_email(&req.email)?;
     validate_password("password", &req.password)?;
     let name = match req.name.as_deref().map(str::trim) {
@@ -190,12 +208,21 @@ struct Credentials {
 /// Exchanges email and password for a bearer token.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth",
     request_body = LoginRequest,
-    responses((status = 200, body = Session), (status = 401, body = crate::error::Problem)))]
+    responses((status = 200, body = Session), (status = 401, body = crate::error::Problem),
+        (status = 429, body = crate::error::Problem)))]
 async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     AppJson(req): AppJson<LoginRequest>,
 ) -> AppResult<Json<Session>> {
     let email = req.email.trim().to_lowercase();
+    // Guessing is throttled both from one address and against one account.
+    limit(&state, &format!("auth:ip:{}", peer.ip())).await?;
+    limit(
+        &state,
+        &format!("auth:account:{}", hash_bytes(email.as_bytes())),
+    )
+    .await?;
     let found: Option<Credentials> = state
         .db
         .fetch_optional(
