@@ -941,3 +941,66 @@ async fn extism_plugins_run_beside_components(app: TestApp) {
     app.finish().await;
 }
 on_both!(extism_plugins_run_beside_components);
+
+async fn an_upload_asking_for_more_capabilities_waits_for_approval(app: TestApp) {
+    let admin = app.register("admin").await;
+    let narrow = HOSTILE_MANIFEST.replace(
+        r#"capabilities = ["log", "http", "kv"]"#,
+        r#"capabilities = ["log", "http"]"#,
+    );
+    assert_ne!(narrow, HOSTILE_MANIFEST, "the test manifest changed");
+    let (status, body) = upload(&app, &admin.token, &narrow, HOSTILE_WASM, None).await;
+    assert_eq!(status, 201, "{body}");
+    let r = app
+        .post("/api/integrations/hostile/install", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let call = |text: &'static str| {
+        let app = &app;
+        let token = admin.token.clone();
+        async move {
+            app.post(
+                "/api/integrations/hostile/test",
+                &token,
+                json!({"text": text}),
+            )
+            .await
+            .body
+        }
+    };
+    let refused = call("kv").await;
+    assert!(
+        refused["error"].as_str().unwrap().contains("not granted"),
+        "{refused}"
+    );
+    // The same bytes again, now asking for `kv`: the digest is unchanged, the grant is not.
+    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
+    assert_eq!(status, 201, "{body}");
+    let market = app
+        .get(
+            "/api/integrations/marketplace?kind=auto-tagger",
+            &admin.token,
+        )
+        .await;
+    assert_eq!(
+        listed(&market.body, "hostile")["installation"]["approved"],
+        false
+    );
+    let waiting = call("kv").await;
+    assert_eq!(waiting["status"], "error", "{waiting}");
+    assert!(
+        waiting["error"].as_str().unwrap().contains("approve"),
+        "{waiting}"
+    );
+    let r = app
+        .put(
+            "/api/integrations/hostile/install",
+            &admin.token,
+            json!({"approve": true}),
+        )
+        .await;
+    assert_eq!(r.body["installation"]["approved"], true, "{:?}", r.body);
+    let granted = call("kv").await;
+    assert_eq!(granted["status"], "ok", "{granted}");
+}
+on_both!(an_upload_asking_for_more_capabilities_waits_for_approval);

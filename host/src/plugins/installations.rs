@@ -230,8 +230,9 @@ async fn install(
     state
         .db
         .execute(
-            "INSERT INTO plugin_installations (id, plugin_id, workspace_id, enabled, config, secrets, http_hosts, approved_sha256, installed_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)",
+            "INSERT INTO plugin_installations (id, plugin_id, workspace_id, enabled, config, secrets,
+                http_hosts, approved_sha256, approved_capabilities, installed_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
             args![
                 new_id(),
                 plugin_id.clone(),
@@ -241,6 +242,7 @@ async fn install(
                 sealed,
                 json!(http_hosts),
                 plugin.sha256.clone(),
+                json!(plugin.manifest.0.capabilities),
                 auth.id,
                 at
             ],
@@ -274,21 +276,25 @@ async fn reconfigure(
         sealed,
         http_hosts,
     } = settle_config(&state, &plugin.manifest.0, &req, Some(&current))?;
-    let approved = if req.approve {
-        plugin.sha256.clone()
+    let (approved, capabilities) = if req.approve {
+        (
+            plugin.sha256.clone(),
+            plugin.manifest.0.capabilities.clone(),
+        )
     } else {
-        current.approved_sha256
+        (current.approved_sha256, current.approved_capabilities.0)
     };
     state
         .db
         .execute(
             "UPDATE plugin_installations SET config = $1, secrets = $2, http_hosts = $3,
-                approved_sha256 = $4, updated_at = $5 WHERE id = $6",
+                approved_sha256 = $4, approved_capabilities = $5, updated_at = $6 WHERE id = $7",
             args![
                 Value::Object(config),
                 sealed,
                 json!(http_hosts),
                 approved,
+                json!(capabilities),
                 now(),
                 current.installation_id
             ],

@@ -37,8 +37,9 @@ pub struct Installation {
     pub secrets_set: Vec<String>,
     /// The hosts the admin approved for `http`.
     pub http_hosts: Vec<String>,
-    /// False when the plugin changed since the admin approved it: calls are refused until
-    /// the admin approves the new version (`PUT … {"approve": true}`).
+    /// False when the plugin changed since the admin approved it (another digest, or more
+    /// capabilities asked for): calls are refused until the admin approves the new version
+    /// (`PUT … {"approve": true}`).
     pub approved: bool,
     /// For a webhook handler: where the external service sends its requests.
     pub webhook_url: Option<String>,
@@ -90,6 +91,7 @@ fn view(state: &AppState, plugin: PluginRow, row: Option<Installed>) -> AppResul
                 .keys()
                 .cloned()
                 .collect();
+            let approved = r.is_approved();
             Ok(Installation {
                 id: r.installation_id,
                 workspace_id: r.workspace_id,
@@ -97,7 +99,7 @@ fn view(state: &AppState, plugin: PluginRow, row: Option<Installed>) -> AppResul
                 config: r.config.0,
                 secrets_set,
                 http_hosts: r.http_hosts.0,
-                approved: r.approved_sha256 == plugin.sha256,
+                approved,
                 webhook_url: (plugin.manifest.0.kind == Kind::WebhookHandler).then(|| {
                     format!(
                         "/api/integrations/{}/webhook/{}",

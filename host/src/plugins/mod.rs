@@ -60,8 +60,13 @@ pub async fn sync_builtins(db: &Db) -> anyhow::Result<()> {
         }
         store_package(db, &manifest, &digest, wasm, None).await?;
         db.execute(
-            "UPDATE plugin_installations SET approved_sha256 = $1 WHERE plugin_id = $2",
-            args![digest, manifest.id.clone()],
+            "UPDATE plugin_installations SET approved_sha256 = $1, approved_capabilities = $2
+             WHERE plugin_id = $3",
+            args![
+                digest,
+                serde_json::json!(manifest.capabilities),
+                manifest.id.clone()
+            ],
         )
         .await?;
     }
@@ -138,14 +143,31 @@ pub struct Installed {
     pub secrets: Option<String>,
     pub http_hosts: SqlJson<Vec<String>>,
     pub approved_sha256: String,
+    /// The capabilities the admin approved; a manifest asking for more waits for approval.
+    pub approved_capabilities: SqlJson<Vec<Capability>>,
     pub sha256: String,
     pub manifest: SqlJson<Manifest>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
+impl Installed {
+    /// Whether the admin approved the package as it is now: its digest, and every capability
+    /// its manifest asks for.
+    pub fn is_approved(&self) -> bool {
+        self.approved_sha256 == self.sha256
+            && self
+                .manifest
+                .0
+                .capabilities
+                .iter()
+                .all(|c| self.approved_capabilities.0.contains(c))
+    }
+}
+
 const INSTALLED: &str = "SELECT i.id AS installation_id, i.plugin_id, i.workspace_id, i.enabled,
-        i.config, i.secrets, i.http_hosts, i.approved_sha256, p.sha256, p.manifest,
+        i.config, i.secrets, i.http_hosts, i.approved_sha256, i.approved_capabilities,
+        p.sha256, p.manifest,
         i.created_at, i.updated_at
      FROM plugin_installations i JOIN plugins p ON p.id = i.plugin_id";
 
@@ -244,6 +266,7 @@ pub async fn usable(
             secrets: None,
             http_hosts: SqlJson(manifest.0.http_hosts.clone()),
             approved_sha256: sha256.clone(),
+            approved_capabilities: SqlJson(manifest.0.capabilities.clone()),
             sha256,
             manifest,
             created_at: now(),
@@ -352,7 +375,7 @@ async fn prepare(
     state: &AppState,
     installed: &Installed,
 ) -> AppResult<Result<sandbox::Grants, PluginError>> {
-    if installed.approved_sha256 != installed.sha256 {
+    if !installed.is_approved() {
         return Ok(Err(PluginError::Unapproved));
     }
     let manifest = &installed.manifest.0;
