@@ -1142,3 +1142,56 @@ on_both!(
         c.max_body_bytes = 8 << 20;
     }
 );
+
+/// A job whose worker was killed during each of its three attempts (seeded in the database:
+/// the API cannot crash a host) fails for good, and its file with it, instead of running again.
+async fn a_job_that_killed_its_worker_three_times_fails_for_good(app: TestApp) {
+    use nova_host::args;
+    let alice = app.register("alice").await;
+    let db = nova_host::db::Db::connect(&app.database_url).await.unwrap();
+    let workspace: uuid::Uuid = alice.workspace_id.parse().unwrap();
+    let user: uuid::Uuid = alice.id.parse().unwrap();
+    let (upload, file, job) = (
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+        uuid::Uuid::now_v7(),
+    );
+    let at = nova_host::db::now();
+    let long_ago = at - chrono::Duration::minutes(10);
+    db.execute(
+        "INSERT INTO uploads (id, workspace_id, user_id, options, created_at) VALUES ($1, $2, $3, $4, $5)",
+        args![
+            upload,
+            workspace,
+            user,
+            json!({"workspace_id": null, "category": "", "tags": [], "project_ids": []}),
+            at
+        ],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO upload_files (id, upload_id, position, file_name, size_bytes, sha256, content, status, updated_at)
+         VALUES ($1, $2, 0, 'poison.txt', 5, 'x', $3, 'extracting', $4)",
+        args![file, upload, b"hello".to_vec(), at],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO jobs (id, kind, payload, status, attempts, locked_until, claim, created_at, updated_at)
+         VALUES ($1, 'knowledge.index_file', $2, 'running', 3, $3, $1, $3, $3)",
+        args![job, json!({"file_id": file}), long_ago],
+    )
+    .await
+    .unwrap();
+    db.close().await;
+
+    let status = until_done(&app, &alice.token, &upload.to_string()).await;
+    let file = &status["files"][0];
+    assert_eq!(file["status"], "failed", "{status}");
+    assert!(
+        file["reason"].as_str().unwrap().contains("stopped"),
+        "{status}"
+    );
+}
+on_both!(a_job_that_killed_its_worker_three_times_fails_for_good);

@@ -71,8 +71,12 @@ struct Job {
     kind: String,
     payload: sqlx::types::Json<serde_json::Value>,
     attempts: i64,
+    /// This worker's claim: the job is its own while the row still carries it.
+    claim: Uuid,
 }
 
+/// Takes the oldest job that is waiting, or whose worker's lease ran out (it crashed or was
+/// killed) while it has attempts left.
 async fn claim(worker: &Worker) -> AppResult<Option<Job>> {
     let skip_locked = if worker.db.is_postgres() {
         " FOR UPDATE SKIP LOCKED"
@@ -83,50 +87,111 @@ async fn claim(worker: &Worker) -> AppResult<Option<Job>> {
     let job: Option<Job> = tx
         .fetch_optional(
             &format!(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1, updated_at = $2
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until = $1,
+                    updated_at = $2, claim = $3
                  WHERE id = (SELECT id FROM jobs
-                    WHERE status = 'queued' OR (status = 'running' AND locked_until < $3)
+                    WHERE status = 'queued'
+                       OR (status = 'running' AND locked_until < $2 AND attempts < $4)
                     ORDER BY created_at LIMIT 1{skip_locked})
-                 RETURNING id, kind, payload, attempts"
+                 RETURNING id, kind, payload, attempts, claim"
             ),
-            args![now() + worker.lease, now(), now()],
+            args![now() + worker.lease, now(), new_id(), MAX_ATTEMPTS],
         )
         .await?;
     tx.commit().await?;
     Ok(job)
 }
 
-async fn finish(worker: &Worker, job: &Job, outcome: Result<(), String>) -> AppResult<()> {
-    let (status, error) = match outcome {
-        Ok(()) => ("done", None),
-        Err(e) if job.attempts < MAX_ATTEMPTS => {
-            tracing::warn!(job = %job.id, error = %e, "job failed; it will be retried");
-            ("queued", Some(e))
-        }
-        Err(e) => {
-            tracing::error!(job = %job.id, error = %e, "job failed for good");
-            if let Some(handler) = worker.registry.handlers.get(job.kind.as_str())
-                && let Err(recording) = handler.give_up(job.payload.0.clone(), e.clone()).await
-            {
-                tracing::error!(job = %job.id, error = %recording, "could not record a job's failure");
-            }
-            ("failed", Some(e))
-        }
-    };
-    worker
+/// Fails for good the jobs whose worker died during each of their attempts: a job that
+/// crashes its host must not loop across restarts and replicas.
+async fn bury_crashed(worker: &Worker) -> AppResult<()> {
+    let crashed: Vec<Job> = worker
         .db
-        .execute(
-            "UPDATE jobs SET status = $2, last_error = $3, locked_until = NULL, updated_at = $4 WHERE id = $1",
-            args![job.id, status, error, now()],
+        .fetch_all(
+            "UPDATE jobs SET status = 'failed', locked_until = NULL, updated_at = $1,
+                last_error = 'its worker stopped during every attempt (a crash or a kill)'
+             WHERE status = 'running' AND locked_until < $1 AND attempts >= $2
+             RETURNING id, kind, payload, attempts, claim",
+            args![now(), MAX_ATTEMPTS],
         )
         .await?;
+    for job in crashed {
+        tracing::error!(job = %job.id, "job failed for good: its worker stopped during every attempt");
+        give_up(worker, &job, "its worker stopped during every attempt").await;
+    }
     Ok(())
 }
 
+async fn give_up(worker: &Worker, job: &Job, error: &str) {
+    if let Some(handler) = worker.registry.handlers.get(job.kind.as_str())
+        && let Err(recording) = handler
+            .give_up(job.payload.0.clone(), error.to_owned())
+            .await
+    {
+        tracing::error!(job = %job.id, error = %recording, "could not record a job's failure");
+    }
+}
+
+/// Records the outcome, if the job is still this worker's (another may have taken it up
+/// after this worker's lease ran out).
+async fn finish(worker: &Worker, job: &Job, outcome: Result<(), String>) -> AppResult<()> {
+    let (status, error) = match &outcome {
+        Ok(()) => ("done", None),
+        Err(e) if job.attempts < MAX_ATTEMPTS => ("queued", Some(e.clone())),
+        Err(e) => ("failed", Some(e.clone())),
+    };
+    let recorded = worker
+        .db
+        .execute(
+            "UPDATE jobs SET status = $2, last_error = $3, locked_until = NULL, updated_at = $4
+             WHERE id = $1 AND claim = $5",
+            args![job.id, status, error.clone(), now(), job.claim],
+        )
+        .await?;
+    if recorded == 0 {
+        tracing::warn!(job = %job.id, "a job's lease was lost before it finished: its outcome is left to the worker that took it");
+        return Ok(());
+    }
+    match (status, error) {
+        ("queued", Some(e)) => {
+            tracing::warn!(job = %job.id, error = %e, "job failed; it will be retried");
+        }
+        ("failed", Some(e)) => {
+            tracing::error!(job = %job.id, error = %e, "job failed for good");
+            give_up(worker, job, &e).await;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Runs the job's handler, renewing the lease while it works.
 async fn run(worker: &Worker, job: &Job) -> Result<(), String> {
-    match worker.registry.handlers.get(job.kind.as_str()) {
-        Some(handler) => handler.run(job.payload.0.clone()).await,
-        None => Err(format!("unknown job kind `{}`", job.kind)),
+    let Some(handler) = worker.registry.handlers.get(job.kind.as_str()) else {
+        return Err(format!("unknown job kind `{}`", job.kind));
+    };
+    let every = (worker.lease / 3)
+        .to_std()
+        .unwrap_or(Duration::from_secs(10))
+        .max(Duration::from_millis(100));
+    let renew = async {
+        loop {
+            tokio::time::sleep(every).await;
+            let renewed = worker
+                .db
+                .execute(
+                    "UPDATE jobs SET locked_until = $3 WHERE id = $1 AND claim = $2",
+                    args![job.id, job.claim, now() + worker.lease],
+                )
+                .await;
+            if let Err(e) = renewed {
+                tracing::warn!(job = %job.id, error = %e, "could not renew a job's lease");
+            }
+        }
+    };
+    tokio::select! {
+        outcome = handler.run(job.payload.0.clone()) => outcome,
+        never = renew => never,
     }
 }
 
@@ -135,6 +200,9 @@ pub fn spawn_worker(worker: Worker) {
     tokio::spawn(async move {
         let mut shutdown = worker.shutdown.clone();
         loop {
+            if let Err(e) = bury_crashed(&worker).await {
+                tracing::warn!(error = %e, "could not check for crashed jobs");
+            }
             match claim(&worker).await {
                 Ok(Some(job)) => {
                     let outcome = run(&worker, &job).await;

@@ -1,0 +1,5 @@
+-- Each claim of a job carries a token: a worker renews its lease and records the outcome
+-- only while the job is still its own (a worker whose lease ran out must not finish a job
+-- another worker has taken up).
+ALTER TABLE jobs ADD COLUMN claim BLOB;
+UPDATE jobs SET claim = id;
