@@ -270,14 +270,26 @@ on_both!(marketplace_install_and_auto_tag);
 /// The invocation log keeps a plugin's latest `NOVA_PLUGIN_LOG_KEEP` calls.
 async fn invocation_log_keeps_the_latest_calls(app: TestApp) {
     let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    for user in [&alice, &bob] {
+        let r = app
+            .post(
+                "/api/integrations/keyword-tagger/install",
+                &user.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+    }
+    // Bob's one call stays in his workspace's log, however busy Alice's is.
     let r = app
         .post(
-            "/api/integrations/keyword-tagger/install",
-            &alice.token,
-            json!({}),
+            "/api/knowledge/auto-tag",
+            &bob.token,
+            json!({"text": POLICY}),
         )
         .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.status, 200, "{:?}", r.body);
     let mut third_call = None;
     for i in 0..5 {
         if i == 2 {
@@ -310,6 +322,21 @@ async fn invocation_log_keeps_the_latest_calls(app: TestApp) {
             item["created_at"].as_str().unwrap().parse().unwrap();
         assert!(at >= third_call, "an older call was kept: {item}");
     }
+    let bobs = app
+        .get(
+            &format!(
+                "/api/plugins/keyword-tagger/invocations?workspace_id={}",
+                bob.workspace_id
+            ),
+            &bob.token,
+        )
+        .await;
+    assert_eq!(
+        bobs.body["items"].as_array().unwrap().len(),
+        1,
+        "{:?}",
+        bobs.body
+    );
 }
 on_both!(invocation_log_keeps_the_latest_calls, |c| c
     .plugin_log_keep =
@@ -812,26 +839,33 @@ async fn integrations_actions_and_webhooks(app: TestApp) {
         .unwrap()
         .to_owned();
     let body = "command=%2Fnova&text=checkout+is+down&user_name=carol";
-    let timestamp = "1700000000";
-    let signature = format!(
-        "v0={}",
-        hmac_sha256_hex(b"8f742231b10e", format!("v0:{timestamp}:{body}").as_bytes())
-    );
+    let now = chrono::Utc::now().timestamp();
+    let sign = |timestamp: i64| {
+        format!(
+            "v0={}",
+            hmac_sha256_hex(b"8f742231b10e", format!("v0:{timestamp}:{body}").as_bytes())
+        )
+    };
     let client = reqwest::Client::new();
-    let send = |signature: String| {
+    let send_at = |timestamp: i64, signature: String| {
         client
             .post(format!("{}{hook}", app.base))
             .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-slack-request-timestamp", timestamp)
+            .header("x-slack-request-timestamp", timestamp.to_string())
             .header("x-slack-signature", signature)
             .body(body)
             .send()
     };
+    let signature = sign(now);
+    let send = |signature: String| send_at(now, signature);
     let res = send(signature.clone()).await.unwrap();
     assert_eq!(res.status(), 200);
     let answer: Value = res.json().await.unwrap();
     assert_eq!(answer["text"], "Sent to your Nova workspace.");
     let res = send("v0=00".into()).await.unwrap();
+    assert_eq!(res.status(), 401);
+    // A correctly signed request from ten minutes ago is a replay.
+    let res = send_at(now - 600, sign(now - 600)).await.unwrap();
     assert_eq!(res.status(), 401);
     let unknown = hook.replace("slack-commands", "slack");
     let res = client

@@ -57,9 +57,10 @@ async fn inbound_webhook(
     };
     let outcome = invoke(&state, &found, "webhook", Call::Handle(request))
         .await?
-        .map_err(|e| AppError::Rejected {
+        // The caller is outside Nova: the reason goes to the invocation log, for the admins.
+        .map_err(|_| AppError::Rejected {
             status: StatusCode::BAD_GATEWAY,
-            detail: format!("the webhook handler failed: {e}"),
+            detail: "the webhook handler failed".into(),
             results: Value::Null,
         })?;
     let Output::Response(response) = outcome.output else {

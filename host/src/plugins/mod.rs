@@ -336,7 +336,7 @@ pub async fn invoke(
             ],
         )
         .await?;
-    if let Err(e) = trim_invocation_log(state, &installed.plugin_id).await {
+    if let Err(e) = trim_invocation_log(state, installed).await {
         tracing::warn!(
             plugin = installed.plugin_id,
             "could not trim the invocation log: {e}"
@@ -345,10 +345,11 @@ pub async fn invoke(
     Ok(result)
 }
 
-/// Keeps the latest `NOVA_PLUGIN_LOG_KEEP` invocations of a plugin. Trimming after every
-/// tenth of that many calls (of this process) bounds the log at about 1.1 times the figure
-/// while keeping the cost off most calls.
-async fn trim_invocation_log(state: &AppState, plugin_id: &str) -> AppResult<()> {
+/// Keeps the latest `NOVA_PLUGIN_LOG_KEEP` invocations of an installation (a plugin in one
+/// workspace: a busy tenant never trims another's log). Trimming after every tenth of that
+/// many calls (of this process) bounds the log at about 1.1 times the figure while keeping the
+/// cost off most calls.
+async fn trim_invocation_log(state: &AppState, installed: &Installed) -> AppResult<()> {
     let keep = state.config.plugin_log_keep;
     let logged = state
         .plugins
@@ -360,10 +361,14 @@ async fn trim_invocation_log(state: &AppState, plugin_id: &str) -> AppResult<()>
     state
         .db
         .execute(
-            "DELETE FROM plugin_invocations WHERE plugin_id = $1 AND id < (
-                SELECT id FROM plugin_invocations WHERE plugin_id = $1
-                ORDER BY id DESC LIMIT 1 OFFSET $2)",
-            args![plugin_id.to_owned(), keep as i64 - 1],
+            "DELETE FROM plugin_invocations WHERE plugin_id = $1 AND workspace_id = $2 AND id < (
+                SELECT id FROM plugin_invocations WHERE plugin_id = $1 AND workspace_id = $2
+                ORDER BY id DESC LIMIT 1 OFFSET $3)",
+            args![
+                installed.plugin_id.clone(),
+                installed.workspace_id,
+                keep as i64 - 1
+            ],
         )
         .await?;
     Ok(())

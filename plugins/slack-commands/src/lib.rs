@@ -17,6 +17,22 @@ fn header<'a>(request: &'a HttpRequest, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// Seconds since 1970 by the host's wall clock.
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Whether a request signed at `timestamp` (Unix seconds) is recent enough to act on: Slack
+/// asks receivers to refuse ones more than five minutes away, so a captured request cannot be
+/// replayed later.
+pub fn fresh(timestamp: &str, now: i64) -> bool {
+    timestamp
+        .parse::<i64>()
+        .is_ok_and(|t| (now - t).abs() <= 5 * 60)
+}
+
 /// Whether `signature` is Slack's signature of the request.
 pub fn signed(secret: &str, timestamp: &str, body: &[u8], signature: &str) -> bool {
     let Some(hex) = signature.strip_prefix("v0=") else {
@@ -81,6 +97,12 @@ impl Guest for SlackCommands {
         if !signed(&secret, timestamp, &request.body, signature) {
             return Ok(reply(401, "The request's Slack signature is not valid."));
         }
+        if !fresh(timestamp, now_unix()) {
+            return Ok(reply(
+                401,
+                "The request's timestamp is more than five minutes away: a replay is refused.",
+            ));
+        }
         let body = String::from_utf8_lossy(&request.body);
         let text = form_value(&body, "text").unwrap_or_default();
         if text.trim().is_empty() {
@@ -112,6 +134,9 @@ mod tests {
             "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
         ));
         assert!(!signed("wrong", "1531420618", body, "v0=a2114d57"));
+        assert!(fresh("1531420618", 1531420618 + 299));
+        assert!(!fresh("1531420618", 1531420618 + 301));
+        assert!(!fresh("not a time", 0));
         let form = String::from_utf8_lossy(body);
         assert_eq!(form_value(&form, "user_name").unwrap(), "roadrunner");
         assert_eq!(form_value(&form, "command").unwrap(), "/webhook-collect");

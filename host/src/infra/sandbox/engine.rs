@@ -176,14 +176,15 @@ impl Runtime {
         grants: Grants,
         call: Call,
     ) -> Result<Outcome, PluginError> {
-        let Some(prepared) = self.lookup(digest) else {
-            return self.extism.call(digest, self.limits, grants, call).await;
-        };
+        // Extism plugins take a slot too: one limit on plugin instances alive at once.
         let _slot = self
             .slots
             .acquire()
             .await
             .map_err(|e| PluginError::Trap(format!("the plugin pool is closed: {e}")))?;
+        let Some(prepared) = self.lookup(digest) else {
+            return self.extism.call(digest, self.limits, grants, call).await;
+        };
         let deadline = self.limits.deadline;
         let stop_at = Instant::now() + deadline;
         let state = PluginState {
