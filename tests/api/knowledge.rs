@@ -1195,3 +1195,30 @@ async fn a_job_that_killed_its_worker_three_times_fails_for_good(app: TestApp) {
     );
 }
 on_both!(a_job_that_killed_its_worker_three_times_fails_for_good);
+
+async fn an_upload_whose_text_is_over_the_document_cap_fails_alone(app: TestApp) {
+    let alice = app.register("alice").await;
+    let big = "word ".repeat(1_300_000); // 6.5 MB of text: under the 10 MiB file limit
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "files",
+            reqwest::multipart::Part::bytes(big.into_bytes()).file_name("big.txt"),
+        )
+        .part(
+            "files",
+            reqwest::multipart::Part::bytes(b"A small note.".to_vec()).file_name("small.txt"),
+        );
+    let (status, body) = upload(&app, &alice.token, form).await;
+    assert_eq!(status, 202, "{body}");
+    let done = until_done(&app, &alice.token, body["upload_id"].as_str().unwrap()).await;
+    assert_eq!(done["files"][0]["status"], "failed", "{done}");
+    assert!(
+        done["files"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("5 MiB"),
+        "{done}"
+    );
+    assert_eq!(done["files"][1]["status"], "indexed", "{done}");
+}
+on_both!(an_upload_whose_text_is_over_the_document_cap_fails_alone);

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::FileType;
-use super::documents::{NewRecord, find_duplicate, insert};
+use super::documents::{MAX_CONTENT_BYTES, NewRecord, find_duplicate, insert};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
@@ -145,6 +145,13 @@ pub fn extract(file_type: FileType, bytes: &[u8]) -> Result<String, String> {
     }
     if text.trim().is_empty() {
         return Err("the file holds no text".to_owned());
+    }
+    // The cap every document's content has, whichever way it comes in.
+    if text.len() > MAX_CONTENT_BYTES {
+        return Err(format!(
+            "its text is over {} MiB, the most a document holds",
+            MAX_CONTENT_BYTES >> 20
+        ));
     }
     Ok(text)
 }
@@ -442,7 +449,11 @@ async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), St
     set_status(state, &job, file_id, "extracting", None, None).await?;
     let bytes = job.content.clone().unwrap_or_default();
     let file_type = file_type_of(&job.file_name).ok_or("unsupported file type")?;
-    let text = match extract(file_type, &bytes) {
+    // Parsing a PDF or DOCX is CPU work: it runs on a blocking thread, not an async worker.
+    let extracted = tokio::task::spawn_blocking(move || extract(file_type, &bytes))
+        .await
+        .map_err(|e| format!("extraction stopped: {e}"))?;
+    let text = match extracted {
         Ok(t) => t,
         Err(reason) => return set_status(state, &job, file_id, "failed", Some(reason), None).await,
     };
