@@ -1222,3 +1222,37 @@ async fn an_upload_whose_text_is_over_the_document_cap_fails_alone(app: TestApp)
     assert_eq!(done["files"][1]["status"], "indexed", "{done}");
 }
 on_both!(an_upload_whose_text_is_over_the_document_cap_fails_alone);
+
+async fn identical_documents_sent_at_once_make_one(app: TestApp) {
+    let alice = app.register("alice").await;
+    let sends = (0..10).map(|_| {
+        let app = app.clone();
+        let token = alice.token.clone();
+        tokio::spawn(async move {
+            app.post(
+                "/api/knowledge/documents",
+                &token,
+                json!({"title": "Refunds", "content": REFUNDS, "file_type": "md"}),
+            )
+            .await
+            .status
+        })
+    });
+    let mut statuses = Vec::new();
+    for send in sends.collect::<Vec<_>>() {
+        statuses.push(send.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        9,
+        "{statuses:?}"
+    );
+    let listed = app.get("/api/knowledge/documents", &alice.token).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+}
+on_both!(identical_documents_sent_at_once_make_one);

@@ -14,7 +14,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Arg, Page, PageQuery, Tx, new_id, now};
 use crate::db::{Filter, placeholders};
-use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
 use crate::projects::crud::normalize_tags;
 use crate::state::AppState;
 
@@ -201,7 +201,9 @@ pub async fn insert(tx: &mut Tx, r: NewRecord) -> AppResult<Uuid> {
          VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $10)",
         args![id, r.workspace_id, r.title, r.file_type.as_str(), r.category, serde_json::json!(r.tags), &r.sha256, size, r.author, at],
     )
-    .await?;
+    .await
+    // An identical document committed since the check above (a concurrent upload).
+    .conflict_on_duplicate("the same content is already a document of this workspace")?;
     tx.execute(
         "INSERT INTO document_versions (document_id, version, content, sha256, size_bytes, note, created_by, created_at)
          VALUES ($1, 1, $2, $3, $4, '', $5, $6)",

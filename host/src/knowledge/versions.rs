@@ -16,7 +16,7 @@ use super::{FileType, index, load, sha256};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Cursor, Page, PageQuery, now};
-use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -91,7 +91,8 @@ async fn add_version(
         "UPDATE documents SET current_version = $2, sha256 = $3, size_bytes = $4, updated_at = $5 WHERE id = $1",
         args![id, version, &digest, req.content.len() as i64, at],
     )
-    .await?;
+    .await
+    .conflict_on_duplicate("the same content is already another document of this workspace")?;
     index::reindex(
         &mut tx,
         id,

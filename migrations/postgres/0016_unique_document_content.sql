@@ -1,0 +1,8 @@
+-- A workspace holds one document per content digest, enforced by the database: two identical
+-- uploads at once make one document and one 409. Duplicates left by earlier races keep their
+-- rows, with their digest made distinct.
+UPDATE documents d SET sha256 = d.sha256 || ':' || d.id::text
+WHERE EXISTS (SELECT 1 FROM documents o
+              WHERE o.workspace_id = d.workspace_id AND o.sha256 = d.sha256 AND o.id < d.id);
+DROP INDEX documents_by_sha;
+CREATE UNIQUE INDEX documents_by_sha ON documents (workspace_id, sha256);
