@@ -174,3 +174,34 @@ async fn unknown_methods_share_one_metrics_label(app: TestApp) {
     assert!(!text.contains("BREW") && !text.contains("PROPFIND"));
 }
 on_both!(unknown_methods_share_one_metrics_label);
+
+async fn the_openapi_document_declares_errors_as_problem_json(app: TestApp) {
+    let spec = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    let mut problems = 0;
+    for (path, item) in spec.body["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let Some(responses) = operation["responses"].as_object() else {
+                continue;
+            };
+            for (status, response) in responses {
+                let Some(content) = response["content"].as_object() else {
+                    continue;
+                };
+                for (media, body) in content {
+                    let problem = body["schema"]["$ref"]
+                        .as_str()
+                        .is_some_and(|r| r.ends_with("/Problem"));
+                    if problem {
+                        problems += 1;
+                        assert_eq!(
+                            media, "application/problem+json",
+                            "{method} {path} {status}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems > 50, "only {problems} error responses documented");
+}
+on_both!(the_openapi_document_declares_errors_as_problem_json);

@@ -68,6 +68,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::knowledge::router())
         .merge(crate::plugins::router())
         .split_for_parts();
+    let mut openapi = openapi;
+    errors_as_problem_json(&mut openapi);
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");
 
@@ -104,6 +106,42 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .with_state(state)
+}
+
+/// Errors are served as `application/problem+json` (RFC 9457): the document says so for every
+/// response whose body is a `Problem`.
+fn errors_as_problem_json(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    let is_problem = |content: &utoipa::openapi::Content| matches!(&content.schema, Some(RefOr::Ref(r)) if r.ref_location.ends_with("/Problem"));
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for response in operation.responses.responses.values_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if response
+                    .content
+                    .get("application/json")
+                    .is_some_and(is_problem)
+                    && let Some(content) = response.content.shift_remove("application/json")
+                {
+                    response
+                        .content
+                        .insert("application/problem+json".to_owned(), content);
+                }
+            }
+        }
+    }
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
