@@ -158,14 +158,20 @@ impl IntoResponse for AppError {
                 "the server could not complete the request; it has been logged".to_owned()
             }
             AppError::Unauthorized(why) => (*why).to_owned(),
-            other => other.to_string(),
+            other => bounded(&other.to_string()),
         };
         let retry_after = match &self {
             AppError::TooManyRequests { retry_after } => Some(retry_after.as_secs().max(1)),
             _ => None,
         };
         let (errors, results) = match self {
-            AppError::Unprocessable { errors, .. } => (errors, None),
+            AppError::Unprocessable { errors, .. } => (
+                errors
+                    .into_iter()
+                    .map(|e| FieldError::new(bounded(&e.field), bounded(&e.message)))
+                    .collect(),
+                None,
+            ),
             AppError::Rejected { results, .. } => (Vec::new(), Some(results)),
             _ => (Vec::new(), None),
         };
@@ -196,6 +202,41 @@ impl IntoResponse for AppError {
         response
     }
 }
+
+/// What an error says of the request, bounded: a quoted value (`like this`) is cut after
+/// [`ECHO_CHARS`] characters and the whole text after [`DETAIL_CHARS`], so that an answer
+/// never grows with the input it refuses.
+fn bounded(text: &str) -> String {
+    let mut out = String::new();
+    let mut quoted = 0;
+    let mut inside = false;
+    for c in text.chars() {
+        if out.chars().count() >= DETAIL_CHARS {
+            out.push('…');
+            break;
+        }
+        if c == '`' {
+            if inside && quoted > ECHO_CHARS {
+                out.push('…');
+            }
+            inside = !inside;
+            quoted = 0;
+            out.push(c);
+            continue;
+        }
+        if inside {
+            quoted += 1;
+            if quoted > ECHO_CHARS {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+const ECHO_CHARS: usize = 48;
+const DETAIL_CHARS: usize = 600;
 
 pub type AppResult<T> = Result<T, AppError>;
 
@@ -293,5 +334,20 @@ where
             .map_err(|e: PathRejection| {
                 AppError::BadRequest(format!("invalid path parameter: {}", e.body_text()))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded;
+
+    #[test]
+    fn echoed_input_is_cut() {
+        let long = "x".repeat(900_000);
+        let text = bounded(&format!("unknown field `{long}`, expected `name`"));
+        assert!(text.len() < 200, "{}", text.len());
+        assert!(text.ends_with("expected `name`"), "{text}");
+        assert_eq!(bounded("`short` stays"), "`short` stays");
+        assert!(bounded(&"y".repeat(5_000)).chars().count() <= 601);
     }
 }

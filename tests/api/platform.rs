@@ -205,3 +205,27 @@ async fn the_openapi_document_declares_errors_as_problem_json(app: TestApp) {
     assert!(problems > 50, "only {problems} error responses documented");
 }
 on_both!(the_openapi_document_declares_errors_as_problem_json);
+
+async fn an_error_never_grows_with_the_input_it_refuses(app: TestApp) {
+    let alice = app.register("alice").await;
+    let field = "f".repeat(900_000);
+    let body = format!("{{\"name\": \"x\", \"{field}\": 1}}");
+    let r = app
+        .client
+        .post(format!("{}/api/projects", app.base))
+        .bearer_auth(&alice.token)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 2_000, "a {} byte answer", text.len());
+}
+on_both!(
+    an_error_never_grows_with_the_input_it_refuses,
+    |c: &mut nova_host::Config| {
+        c.max_body_bytes = 2 << 20;
+    }
+);
