@@ -159,33 +159,30 @@ async fn a_stored_key_is_dropped_when_the_provider_moves(app: TestApp) {
         }
         body
     };
-    let r = app
-        .put(
-            &provider,
-            &alice.token,
-            set("https://models.example.com/v1", Some("k")),
-        )
-        .await;
-    assert_eq!(r.body["has_api_key"], true, "{:?}", r.body);
-    // Same destination, key left out: kept.
-    let r = app
-        .put(
-            &provider,
-            &alice.token,
-            set("https://models.example.com/v1", None),
-        )
-        .await;
-    assert_eq!(r.body["has_api_key"], true, "{:?}", r.body);
-    // Another destination, key left out: dropped, so it cannot be sent there.
-    let r = app
-        .put(
-            &provider,
-            &alice.token,
-            set("https://collector.example.net/v1", None),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
-    assert_eq!(r.body["has_api_key"], false, "{:?}", r.body);
+    for (url, key, kept, why) in [
+        (
+            "https://models.example.com/v1",
+            Some("k"),
+            true,
+            "a key given is stored",
+        ),
+        (
+            "https://models.example.com/v1",
+            None,
+            true,
+            "same destination: kept",
+        ),
+        (
+            "https://collector.example.net/v1",
+            None,
+            false,
+            "another destination: dropped, so it cannot be sent there",
+        ),
+    ] {
+        let r = app.put(&provider, &alice.token, set(url, key)).await;
+        assert_eq!(r.status, 200, "{why}: {:?}", r.body);
+        assert_eq!(r.body["has_api_key"], kept, "{why}: {:?}", r.body);
+    }
 }
 on_both!(a_stored_key_is_dropped_when_the_provider_moves);
 

@@ -1,7 +1,9 @@
 //! Durable background jobs: a `jobs` table, claimed one at a time under a lease (with
-//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, under SQLite's write lock otherwise). A job whose
-//! worker died (a crash, a kill -9) is claimed again by any host once its lease
-//! (`NOVA_JOB_LEASE_SECS`) runs out.
+//! `FOR UPDATE SKIP LOCKED` on PostgreSQL, under SQLite's write lock otherwise) that the
+//! worker renews while the job runs. A job whose worker died (a crash, a kill -9) is claimed
+//! again by any host once its lease (`NOVA_JOB_LEASE_SECS`) runs out; each claim counts as an
+//! attempt, so a job that keeps killing its worker fails for good after three. A worker
+//! records an outcome only while the job still carries its claim.
 //!
 //! The queue knows no section: each job kind registers its [`JobHandler`] at start-up.
 
