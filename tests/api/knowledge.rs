@@ -1256,3 +1256,77 @@ async fn identical_documents_sent_at_once_make_one(app: TestApp) {
     assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
 }
 on_both!(identical_documents_sent_at_once_make_one);
+
+/// A PDF whose first page says `text` and whose other `pages - 1` pages each inflate a small
+/// stream into `inflated` bytes of blanks: every page within any per-page limit, the whole far
+/// past a total one.
+fn pdf_bomb(text: &str, pages: usize, inflated: usize) -> Vec<u8> {
+    use std::io::Write;
+
+    use lopdf::{Object, Stream, dictionary};
+    let mut doc = lopdf::Document::load_mem(&pdf(text)).unwrap();
+    let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    deflate.write_all(b"BT ET\n").unwrap();
+    deflate.write_all(&vec![b' '; inflated]).unwrap();
+    let squeezed = deflate.finish().unwrap();
+    let blank = doc.add_object(Stream::new(
+        dictionary! { "Filter" => "FlateDecode" },
+        squeezed,
+    ));
+    let pages_id = doc
+        .catalog()
+        .unwrap()
+        .get(b"Pages")
+        .unwrap()
+        .as_reference()
+        .unwrap();
+    let mut kids: Vec<Object> = doc
+        .get_object(pages_id)
+        .unwrap()
+        .as_dict()
+        .unwrap()
+        .get(b"Kids")
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone();
+    for _ in 1..pages {
+        let page = doc.add_object(
+            dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => blank },
+        );
+        kids.push(page.into());
+    }
+    let pages_dict = doc.get_object_mut(pages_id).unwrap().as_dict_mut().unwrap();
+    pages_dict.set("Count", kids.len() as i64);
+    pages_dict.set("Kids", kids);
+    let mut out = Vec::new();
+    doc.save_to(&mut out).unwrap();
+    out
+}
+
+async fn a_pdf_that_inflates_past_the_total_budget_fails_alone(app: TestApp) {
+    use reqwest::multipart::{Form, Part};
+    let alice = app.register("alice").await;
+    // 40 pages of 2 MiB each: 80 MiB in all, over the 64 MiB budget.
+    let bomb = pdf_bomb("The warranty covers two years.", 41, 2 << 20);
+    assert!(bomb.len() < 1 << 20, "the bomb is {} bytes", bomb.len());
+    let form = Form::new()
+        .part("files", Part::bytes(bomb).file_name("bomb.pdf"))
+        .part(
+            "files",
+            Part::bytes(pdf("Returns are accepted within 30 days.")).file_name("returns.pdf"),
+        );
+    let (status, body) = upload(&app, &alice.token, form).await;
+    assert_eq!(status, 202, "{body}");
+    let done = until_done(&app, &alice.token, body["upload_id"].as_str().unwrap()).await;
+    assert_eq!(done["files"][0]["status"], "failed", "{done}");
+    assert!(
+        done["files"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("inflate"),
+        "{done}"
+    );
+    assert_eq!(done["files"][1]["status"], "indexed", "{done}");
+}
+on_both!(a_pdf_that_inflates_past_the_total_budget_fails_alone);

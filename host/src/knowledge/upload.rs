@@ -81,16 +81,38 @@ fn file_type_of(name: &str) -> Option<FileType> {
     })
 }
 
-/// The text of a PDF: every page's, bounded in how far its streams may inflate.
+/// How far a PDF's page contents may inflate in all, however many pages it has.
+const PDF_INFLATE_BUDGET: usize = 64 << 20;
+
+/// The text of a PDF: every page's, with one budget for how far all its streams inflate (a
+/// per-page limit would let a thousand small bombs through).
 fn pdf_text(bytes: &[u8]) -> Result<String, String> {
     let doc =
         lopdf::Document::load_mem(bytes).map_err(|e| format!("the PDF cannot be read: {e}"))?;
-    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    let pages = doc.get_pages();
     if pages.is_empty() {
         return Err("the PDF has no pages".to_owned());
     }
-    doc.extract_text_with_limit(&pages, 64 * 1024 * 1024)
-        .map_err(|e| format!("the PDF's text cannot be read: {e}"))
+    let over = || {
+        format!(
+            "the PDF's pages inflate past {} MiB in all",
+            PDF_INFLATE_BUDGET >> 20
+        )
+    };
+    let mut remaining = PDF_INFLATE_BUDGET;
+    let mut text = String::new();
+    for (number, page_id) in pages {
+        // Measured first under what is left of the budget, then read for its text.
+        let content = doc
+            .get_page_content_with_limit(page_id, remaining)
+            .map_err(|_| over())?;
+        let page = doc
+            .extract_text_with_limit(&[number], remaining)
+            .map_err(|e| format!("the PDF's text cannot be read: {e}"))?;
+        remaining = remaining.checked_sub(content.len()).ok_or_else(over)?;
+        text.push_str(&page);
+    }
+    Ok(text)
 }
 
 /// The text of a DOCX: the runs of `word/document.xml`, a line per paragraph.
