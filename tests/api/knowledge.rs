@@ -1196,30 +1196,30 @@ async fn a_job_that_killed_its_worker_three_times_fails_for_good(app: TestApp) {
 }
 on_both!(a_job_that_killed_its_worker_three_times_fails_for_good);
 
-async fn an_upload_whose_text_is_over_the_document_cap_fails_alone(app: TestApp) {
-    let alice = app.register("alice").await;
-    let big = "word ".repeat(1_300_000); // 6.5 MB of text: under the 10 MiB file limit
-    let form = reqwest::multipart::Form::new()
-        .part(
-            "files",
-            reqwest::multipart::Part::bytes(big.into_bytes()).file_name("big.txt"),
-        )
-        .part(
-            "files",
-            reqwest::multipart::Part::bytes(b"A small note.".to_vec()).file_name("small.txt"),
-        );
-    let (status, body) = upload(&app, &alice.token, form).await;
+/// Uploads `bad` beside a small good file: `bad` fails with a reason that mentions `why`, and
+/// the other file is indexed all the same.
+async fn fails_alone(app: &TestApp, token: &str, bad: reqwest::multipart::Part, why: &str) {
+    use reqwest::multipart::{Form, Part};
+    let form = Form::new().part("files", bad).part(
+        "files",
+        Part::bytes(b"A small note.".to_vec()).file_name("small.txt"),
+    );
+    let (status, body) = upload(app, token, form).await;
     assert_eq!(status, 202, "{body}");
-    let done = until_done(&app, &alice.token, body["upload_id"].as_str().unwrap()).await;
+    let done = until_done(app, token, body["upload_id"].as_str().unwrap()).await;
     assert_eq!(done["files"][0]["status"], "failed", "{done}");
     assert!(
-        done["files"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("5 MiB"),
+        done["files"][0]["reason"].as_str().unwrap().contains(why),
         "{done}"
     );
     assert_eq!(done["files"][1]["status"], "indexed", "{done}");
+}
+
+async fn an_upload_whose_text_is_over_the_document_cap_fails_alone(app: TestApp) {
+    let alice = app.register("alice").await;
+    let big = "word ".repeat(1_300_000); // 6.5 MB of text: under the 10 MiB file limit
+    let bad = reqwest::multipart::Part::bytes(big.into_bytes()).file_name("big.txt");
+    fails_alone(&app, &alice.token, bad, "5 MiB").await;
 }
 on_both!(an_upload_whose_text_is_over_the_document_cap_fails_alone);
 
@@ -1305,28 +1305,11 @@ fn pdf_bomb(text: &str, pages: usize, inflated: usize) -> Vec<u8> {
 }
 
 async fn a_pdf_that_inflates_past_the_total_budget_fails_alone(app: TestApp) {
-    use reqwest::multipart::{Form, Part};
     let alice = app.register("alice").await;
     // 40 pages of 2 MiB each: 80 MiB in all, over the 64 MiB budget.
     let bomb = pdf_bomb("The warranty covers two years.", 41, 2 << 20);
     assert!(bomb.len() < 1 << 20, "the bomb is {} bytes", bomb.len());
-    let form = Form::new()
-        .part("files", Part::bytes(bomb).file_name("bomb.pdf"))
-        .part(
-            "files",
-            Part::bytes(pdf("Returns are accepted within 30 days.")).file_name("returns.pdf"),
-        );
-    let (status, body) = upload(&app, &alice.token, form).await;
-    assert_eq!(status, 202, "{body}");
-    let done = until_done(&app, &alice.token, body["upload_id"].as_str().unwrap()).await;
-    assert_eq!(done["files"][0]["status"], "failed", "{done}");
-    assert!(
-        done["files"][0]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("inflate"),
-        "{done}"
-    );
-    assert_eq!(done["files"][1]["status"], "indexed", "{done}");
+    let bad = reqwest::multipart::Part::bytes(bomb).file_name("bomb.pdf");
+    fails_alone(&app, &alice.token, bad, "inflate").await;
 }
 on_both!(a_pdf_that_inflates_past_the_total_budget_fails_alone);
