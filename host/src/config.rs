@@ -97,6 +97,8 @@ pub struct Config {
     /// `NOVA_AUTH_RATE_LIMIT`: logins and registrations per minute from one address, and
     /// logins per minute to one account.
     pub auth_rate_limit_per_minute: u32,
+    /// `NOVA_CHAT_RATE_LIMIT`: chat messages a user may send per minute (HTTP and sockets).
+    pub chat_rate_limit_per_minute: u32,
     /// `NOVA_LLM_BASE_URL`: an OpenAI-compatible API (e.g. `https://api.openai.com/v1`) that
     /// answers for agents without a provider of their own; unset, agents give their fallback.
     pub llm_base_url: Option<String>,
@@ -155,6 +157,7 @@ impl Default for Config {
             max_body_bytes: 1024 * 1024,
             bulk_rate_limit_per_minute: 10,
             auth_rate_limit_per_minute: 20,
+            chat_rate_limit_per_minute: 60,
             llm_base_url: None,
             llm_model: "gpt-4o-mini".into(),
             llm_api_key: None,
@@ -202,6 +205,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     bulk_rate_limit: Option<u32>,
     auth_rate_limit: Option<u32>,
+    chat_rate_limit: Option<u32>,
     llm_base_url: Option<String>,
     llm_model: Option<String>,
     llm_api_key: Option<String>,
@@ -329,6 +333,13 @@ impl Config {
             env("NOVA_AUTH_RATE_LIMIT"),
             file.auth_rate_limit,
             c.auth_rate_limit_per_minute,
+            1..=1_000_000,
+        )?;
+        c.chat_rate_limit_per_minute = number(
+            "NOVA_CHAT_RATE_LIMIT",
+            env("NOVA_CHAT_RATE_LIMIT"),
+            file.chat_rate_limit,
+            c.chat_rate_limit_per_minute,
             1..=1_000_000,
         )?;
         for (key, file_value, target) in [

@@ -563,3 +563,27 @@ async fn openai_compatible_provider(app: TestApp) {
     assert_eq!(r.body["reply"]["status"], "unanswered");
 }
 on_both!(openai_compatible_provider);
+
+async fn a_user_sends_at_most_so_many_messages_a_minute(app: TestApp) {
+    let c = Conversation::start(&app).await;
+    for i in 0..3 {
+        let sent = app
+            .post_message(&c.alice, &c.id, &format!("question {i}"))
+            .await;
+        assert_eq!(sent.status, 201, "{:?}", sent.body);
+    }
+    let refused = app.post_message(&c.alice, &c.id, "one too many").await;
+    assert_problem(&refused, 429);
+    assert!(refused.headers.contains_key("retry-after"));
+    let all = app
+        .get(&format!("{}/messages", c.path), &c.alice.token)
+        .await;
+    // Three questions, three replies; the refused message was not stored.
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 6);
+}
+on_both!(
+    a_user_sends_at_most_so_many_messages_a_minute,
+    |c: &mut nova_host::Config| {
+        c.chat_rate_limit_per_minute = 3;
+    }
+);

@@ -270,6 +270,16 @@ pub async fn converse(
     content: String,
 ) -> AppResult<Exchange> {
     let content = validate_content(&content)?;
+    // Every message costs a model call: a user sends at most so many a minute, by HTTP or
+    // socket alike.
+    state
+        .rate_limiter
+        .hit(
+            &format!("chat:{author}"),
+            state.config.chat_rate_limit_per_minute,
+            std::time::Duration::from_secs(60),
+        )
+        .await?;
     if session.status == SessionStatus::Closed {
         return Err(AppError::Conflict(
             "the session is closed; reopen it (PATCH status=active) to continue".into(),

@@ -47,6 +47,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .env("NOVA_BIND", addr.to_string())
         .env("NOVA_DATA_DIR", &dir)
         .env("RUST_LOG", "warn")
+        .env("NOVA_CHAT_RATE_LIMIT", "1000000")
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {} (build it with --release first)", exe.display()))?;
