@@ -99,6 +99,8 @@ pub struct Config {
     pub auth_rate_limit_per_minute: u32,
     /// `NOVA_CHAT_RATE_LIMIT`: chat messages a user may send per minute (HTTP and sockets).
     pub chat_rate_limit_per_minute: u32,
+    /// `NOVA_JOB_RATE_LIMIT`: bulk uploads and analytics exports a user may start per minute.
+    pub job_rate_limit_per_minute: u32,
     /// `NOVA_LLM_BASE_URL`: an OpenAI-compatible API (e.g. `https://api.openai.com/v1`) that
     /// answers for agents without a provider of their own; unset, agents give their fallback.
     pub llm_base_url: Option<String>,
@@ -158,6 +160,7 @@ impl Default for Config {
             bulk_rate_limit_per_minute: 10,
             auth_rate_limit_per_minute: 20,
             chat_rate_limit_per_minute: 60,
+            job_rate_limit_per_minute: 20,
             llm_base_url: None,
             llm_model: "gpt-4o-mini".into(),
             llm_api_key: None,
@@ -206,6 +209,7 @@ struct FileConfig {
     bulk_rate_limit: Option<u32>,
     auth_rate_limit: Option<u32>,
     chat_rate_limit: Option<u32>,
+    job_rate_limit: Option<u32>,
     llm_base_url: Option<String>,
     llm_model: Option<String>,
     llm_api_key: Option<String>,
@@ -340,6 +344,13 @@ impl Config {
             env("NOVA_CHAT_RATE_LIMIT"),
             file.chat_rate_limit,
             c.chat_rate_limit_per_minute,
+            1..=1_000_000,
+        )?;
+        c.job_rate_limit_per_minute = number(
+            "NOVA_JOB_RATE_LIMIT",
+            env("NOVA_JOB_RATE_LIMIT"),
+            file.job_rate_limit,
+            c.job_rate_limit_per_minute,
             1..=1_000_000,
         )?;
         for (key, file_value, target) in [

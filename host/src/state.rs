@@ -119,6 +119,18 @@ impl AppState {
         })
     }
 
+    /// Counts a background job (a bulk upload, an export) that `user` starts: 429 past
+    /// `NOVA_JOB_RATE_LIMIT` a minute, so one user cannot fill the queue.
+    pub async fn count_job_start(&self, user: uuid::Uuid) -> Result<(), crate::error::AppError> {
+        self.rate_limiter
+            .hit(
+                &format!("jobs:{user}"),
+                self.config.job_rate_limit_per_minute,
+                std::time::Duration::from_secs(60),
+            )
+            .await
+    }
+
     /// Tells long-lived connections (sockets) that the host is going down.
     pub fn begin_shutdown(&self) {
         let _ = self.shutdown_trigger.send(true);

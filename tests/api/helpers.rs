@@ -143,6 +143,7 @@ fn base_config(database_url: &str, data_dir: &std::path::Path) -> Config {
         // Every test user registers from 127.0.0.1; some tests chat a lot.
         auth_rate_limit_per_minute: 10_000,
         chat_rate_limit_per_minute: 10_000,
+        job_rate_limit_per_minute: 10_000,
         ..Config::from_sources(None, &|_| None).expect("default configuration")
     }
 }
@@ -617,6 +618,7 @@ pub async fn start_nova(env: &[(&str, &str)]) -> (tokio::process::Child, String)
         .env("NOVA_ALLOW_PRIVATE_URLS", "*")
         .env("NOVA_AUTH_RATE_LIMIT", "10000")
         .env("NOVA_CHAT_RATE_LIMIT", "10000")
+        .env("NOVA_JOB_RATE_LIMIT", "10000")
         .env("RUST_LOG", "warn,nova=info")
         .env("NO_COLOR", "1")
         .stdout(std::process::Stdio::piped())

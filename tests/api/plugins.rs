@@ -1038,3 +1038,50 @@ async fn an_upload_asking_for_more_capabilities_waits_for_approval(app: TestApp)
     assert_eq!(granted["status"], "ok", "{granted}");
 }
 on_both!(an_upload_asking_for_more_capabilities_waits_for_approval);
+
+async fn uploads_and_exports_a_user_starts_are_rate_limited(app: TestApp) {
+    let alice = app.register("alice").await;
+    for _ in 0..2 {
+        let r = app
+            .post(
+                "/api/analytics/export",
+                &alice.token,
+                json!({"format": "json"}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+    }
+    let r = app
+        .post(
+            "/api/analytics/export",
+            &alice.token,
+            json!({"format": "json"}),
+        )
+        .await;
+    assert_problem(&r, 429);
+    assert!(r.headers.contains_key("retry-after"));
+    // Uploads draw on the same allowance; another user has their own.
+    let form = reqwest::multipart::Form::new().part(
+        "files",
+        reqwest::multipart::Part::bytes(b"A note.".to_vec()).file_name("note.txt"),
+    );
+    let r = app
+        .multipart("/api/knowledge/upload/bulk", &alice.token, form)
+        .await;
+    assert_problem(&r, 429);
+    let bob = app.register("bob").await;
+    let r = app
+        .post(
+            "/api/analytics/export",
+            &bob.token,
+            json!({"format": "json"}),
+        )
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+}
+on_both!(
+    uploads_and_exports_a_user_starts_are_rate_limited,
+    |c: &mut nova_host::Config| {
+        c.job_rate_limit_per_minute = 2;
+    }
+);

@@ -95,12 +95,13 @@ pub struct ExportStatus {
 #[utoipa::path(post, path = "/api/analytics/export", tag = "analytics", security(("bearer" = [])),
     request_body = ExportRequest,
     responses((status = 202, body = ExportStatus), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+        (status = 422, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
 async fn request_export(
     State(state): State<AppState>,
     auth: AuthUser,
     AppJson(req): AppJson<ExportRequest>,
 ) -> AppResult<(StatusCode, Json<ExportStatus>)> {
+    state.count_job_start(auth.id).await?;
     let plugin_id = match (&req.plugin_id, req.format) {
         (Some(id), None) => id.clone(),
         (None, Some(format)) => format.plugin_id().to_owned(),

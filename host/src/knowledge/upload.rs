@@ -187,12 +187,13 @@ const FILE_COLUMNS: &str = "id, file_name, size_bytes, status, reason, document_
     request_body(content_type = "multipart/form-data",
         description = "`files`: up to 100 files (txt, md, html, csv, json, pdf, docx), 10 MiB each, 50 MiB in all"),
     responses((status = 202, body = UploadStatus), (status = 413, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+        (status = 422, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
 async fn upload(
     State(state): State<AppState>,
     auth: AuthUser,
     mut form: Multipart,
 ) -> AppResult<(StatusCode, Json<UploadStatus>)> {
+    state.count_job_start(auth.id).await?;
     let malformed = |e: axum::extract::multipart::MultipartError| {
         AppError::BadRequest(format!("malformed multipart body: {e}"))
     };
