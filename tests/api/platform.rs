@@ -229,3 +229,33 @@ on_both!(
         c.max_body_bytes = 2 << 20;
     }
 );
+
+async fn every_operation_documents_the_errors_it_can_give(app: TestApp) {
+    let spec = app.call(Method::GET, "/api/openapi.json", None, None).await;
+    let mut checked = 0;
+    for (path, item) in spec.body["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            let responses = &operation["responses"];
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+            if secured {
+                assert!(responses.get("401").is_some(), "{method} {path}: no 401");
+                checked += 1;
+            }
+            if operation["requestBody"]["content"]
+                .get("application/json")
+                .is_some()
+            {
+                for status in ["400", "415", "422"] {
+                    assert!(
+                        responses.get(status).is_some(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+        }
+    }
+    assert!(checked > 50, "only {checked} secured operations");
+}
+on_both!(every_operation_documents_the_errors_it_can_give);

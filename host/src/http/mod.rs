@@ -125,6 +125,7 @@ fn errors_as_problem_json(openapi: &mut utoipa::openapi::OpenApi) {
             &mut item.trace,
         ];
         for operation in operations.into_iter().flatten() {
+            declare_common_errors(operation);
             for response in operation.responses.responses.values_mut() {
                 let RefOr::T(response) = response else {
                     continue;
@@ -141,6 +142,46 @@ fn errors_as_problem_json(openapi: &mut utoipa::openapi::OpenApi) {
                 }
             }
         }
+    }
+}
+
+/// The errors every operation can give, declared where an operation's own annotation left them
+/// out: 401 for a token-protected one, 400 (malformed), 413 (too large), 415 (not JSON) and 422
+/// (invalid) for one with a JSON body.
+fn declare_common_errors(operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let json_body = operation
+        .request_body
+        .as_ref()
+        .is_some_and(|b| b.content.contains_key("application/json"));
+    let mut common: Vec<(&str, &str)> = Vec::new();
+    if secured {
+        common.push(("401", "No valid bearer token"));
+    }
+    if json_body {
+        common.extend([
+            ("400", "Malformed JSON"),
+            ("413", "The body is larger than allowed"),
+            ("415", "The body is not `application/json`"),
+            ("422", "A field is missing, of the wrong type or invalid"),
+        ]);
+    }
+    for (status, description) in common {
+        if operation.responses.responses.contains_key(status) {
+            continue;
+        }
+        let problem = ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name("Problem")))
+            .build();
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content("application/problem+json", problem)
+            .build();
+        operation
+            .responses
+            .responses
+            .insert(status.to_owned(), response.into());
     }
 }
 
