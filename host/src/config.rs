@@ -332,27 +332,25 @@ impl Config {
             c.bulk_rate_limit_per_minute,
             1..=100_000,
         )?;
-        c.auth_rate_limit_per_minute = number(
-            "NOVA_AUTH_RATE_LIMIT",
-            env("NOVA_AUTH_RATE_LIMIT"),
-            file.auth_rate_limit,
-            c.auth_rate_limit_per_minute,
-            1..=1_000_000,
-        )?;
-        c.chat_rate_limit_per_minute = number(
-            "NOVA_CHAT_RATE_LIMIT",
-            env("NOVA_CHAT_RATE_LIMIT"),
-            file.chat_rate_limit,
-            c.chat_rate_limit_per_minute,
-            1..=1_000_000,
-        )?;
-        c.job_rate_limit_per_minute = number(
-            "NOVA_JOB_RATE_LIMIT",
-            env("NOVA_JOB_RATE_LIMIT"),
-            file.job_rate_limit,
-            c.job_rate_limit_per_minute,
-            1..=1_000_000,
-        )?;
+        for (key, file_value, target) in [
+            (
+                "NOVA_AUTH_RATE_LIMIT",
+                file.auth_rate_limit,
+                &mut c.auth_rate_limit_per_minute,
+            ),
+            (
+                "NOVA_CHAT_RATE_LIMIT",
+                file.chat_rate_limit,
+                &mut c.chat_rate_limit_per_minute,
+            ),
+            (
+                "NOVA_JOB_RATE_LIMIT",
+                file.job_rate_limit,
+                &mut c.job_rate_limit_per_minute,
+            ),
+        ] {
+            *target = number(key, env(key), file_value, *target, 1..=1_000_000)?;
+        }
         for (key, file_value, target) in [
             ("NOVA_LLM_BASE_URL", file.llm_base_url, &mut c.llm_base_url),
             ("NOVA_STT_BASE_URL", file.stt_base_url, &mut c.stt_base_url),

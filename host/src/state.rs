@@ -123,10 +123,9 @@ impl AppState {
     /// `NOVA_JOB_RATE_LIMIT` a minute, so one user cannot fill the queue.
     pub async fn count_job_start(&self, user: uuid::Uuid) -> Result<(), crate::error::AppError> {
         self.rate_limiter
-            .hit(
+            .per_minute(
                 &format!("jobs:{user}"),
                 self.config.job_rate_limit_per_minute,
-                std::time::Duration::from_secs(60),
             )
             .await
     }

@@ -274,10 +274,9 @@ pub async fn converse(
     // socket alike.
     state
         .rate_limiter
-        .hit(
+        .per_minute(
             &format!("chat:{author}"),
             state.config.chat_rate_limit_per_minute,
-            std::time::Duration::from_secs(60),
         )
         .await?;
     if session.status == SessionStatus::Closed {

@@ -29,6 +29,11 @@ impl RateLimiter {
         Ok(RateLimiter::Redis(manager))
     }
 
+    /// Counts one hit on `key` against `limit` a minute.
+    pub async fn per_minute(&self, key: &str, limit: u32) -> Result<(), AppError> {
+        self.hit(key, limit, Duration::from_secs(60)).await
+    }
+
     /// Counts one hit on `key`; past `limit` hits within `window` it answers 429 with the
     /// time until the window ends.
     pub async fn hit(&self, key: &str, limit: u32, window: Duration) -> Result<(), AppError> {

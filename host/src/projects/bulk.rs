@@ -1,7 +1,6 @@
 //! `POST /api/projects/bulk` and `POST /api/projects/{id}/duplicate`.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -144,10 +143,9 @@ async fn bulk(
     };
     state
         .rate_limiter
-        .hit(
+        .per_minute(
             &format!("bulk:{}", auth.id),
             state.config.bulk_rate_limit_per_minute,
-            Duration::from_secs(60),
         )
         .await?;
 

@@ -61,11 +61,7 @@ pub struct Session {
 async fn limit(state: &AppState, key: &str) -> AppResult<()> {
     state
         .rate_limiter
-        .hit(
-            key,
-            state.config.auth_rate_limit_per_minute,
-            std::time::Duration::from_secs(60),
-        )
+        .per_minute(key, state.config.auth_rate_limit_per_minute)
         .await
 }
 
