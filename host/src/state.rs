@@ -9,6 +9,7 @@ use crate::infra::cache::Cache;
 use crate::infra::metrics::Metrics;
 use crate::infra::outbound::Outbound;
 use crate::infra::ratelimit::RateLimiter;
+use crate::infra::redis::RedisLink;
 use crate::infra::sandbox;
 use crate::infra::secrets::SecretBox;
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: Db,
     pub rate_limiter: RateLimiter,
+    /// The link to Redis when `REDIS_URL` is set (shared by the limiter, bus and cache).
+    pub redis: Option<RedisLink>,
     pub bus: EventBus,
     /// Cached analytics answers.
     pub cache: Cache,
@@ -80,11 +83,17 @@ impl AppState {
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         let db = Db::connect(&config.effective_database_url()?).await?;
         db.migrate().await?;
-        let (rate_limiter, bus, cache) = match &config.redis_url {
-            Some(url) => (
-                RateLimiter::redis(&url.0).await?,
-                EventBus::redis(&url.0).await?,
-                Cache::redis(&url.0, crate::infra::cache::TTL).await?,
+        // Redis need not be up: the link connects when it can, and falls back meanwhile.
+        let redis = config
+            .redis_url
+            .as_ref()
+            .map(|url| RedisLink::new(&url.0))
+            .transpose()?;
+        let (rate_limiter, bus, cache) = match &redis {
+            Some(link) => (
+                RateLimiter::redis(link.clone()),
+                EventBus::redis(link.clone()).await,
+                Cache::redis(link.clone(), crate::infra::cache::TTL),
             ),
             None => (
                 RateLimiter::in_process(),
@@ -107,6 +116,7 @@ impl AppState {
             config: Arc::new(config),
             db,
             rate_limiter,
+            redis,
             bus,
             cache,
             secrets,

@@ -15,6 +15,7 @@ mod platform;
 mod plugins;
 mod projects;
 mod realtime;
+mod resilience;
 mod team;
 mod user;
 mod voice;

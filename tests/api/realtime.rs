@@ -10,7 +10,10 @@ use crate::helpers::{
 use crate::on_both;
 
 /// An agent answering through the mock model, streamed, and a session on it.
-async fn streamed_session(app: &TestApp, owner: &crate::helpers::User) -> (String, String) {
+pub(crate) async fn streamed_session(
+    app: &TestApp,
+    owner: &crate::helpers::User,
+) -> (String, String) {
     let p = app.project(owner, json!({"name": "Live agent"})).await;
     let agent_id = p["id"].as_str().unwrap().to_owned();
     let set = app
@@ -31,7 +34,7 @@ async fn streamed_session(app: &TestApp, owner: &crate::helpers::User) -> (Strin
     (agent_id, s.body["id"].as_str().unwrap().to_owned())
 }
 
-async fn ticket_url(app: &TestApp, token: &str, session_id: Option<&str>) -> String {
+pub(crate) async fn ticket_url(app: &TestApp, token: &str, session_id: Option<&str>) -> String {
     let body = match session_id {
         Some(id) => json!({"session_id": id}),
         None => json!({}),
@@ -41,7 +44,7 @@ async fn ticket_url(app: &TestApp, token: &str, session_id: Option<&str>) -> Str
     r.body["websocket_url"].as_str().unwrap().to_owned()
 }
 
-fn messages(events: &[Value]) -> Vec<(i64, String)> {
+pub(crate) fn messages(events: &[Value]) -> Vec<(i64, String)> {
     events
         .iter()
         .filter(|e| e["type"] == "message")
@@ -55,7 +58,7 @@ fn messages(events: &[Value]) -> Vec<(i64, String)> {
 }
 
 /// Reads events until the message with sequence number `seq` has arrived.
-async fn until_seq(socket: &mut Socket, seq: i64) -> Vec<Value> {
+pub(crate) async fn until_seq(socket: &mut Socket, seq: i64) -> Vec<Value> {
     events_until(socket, |e| e["type"] == "message" && e["seq"] == seq).await
 }
 

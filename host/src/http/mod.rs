@@ -207,7 +207,9 @@ fn cors(origins: &[String]) -> CorsLayer {
     }
 }
 
-async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+/// Ready when the database answers. Redis is reported but does not make the host unready:
+/// without it the host serves on, with this host's own rate limits, cache and events.
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, AppError> {
     let one: i64 = state
         .db
         .scalar("SELECT CAST(1 AS BIGINT)", Vec::new())
@@ -217,11 +219,27 @@ async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError>
             tracing::warn!(error = %e, "readiness check: the database did not answer");
             AppError::Unavailable("database not ready".into())
         })?;
-    if one == 1 {
-        Ok("ready")
-    } else {
-        Err(AppError::Unavailable("database not ready".into()))
+    if one != 1 {
+        return Err(AppError::Unavailable("database not ready".into()));
     }
+    let redis = match &state.redis {
+        None => "not configured",
+        Some(link) => {
+            let pong = link
+                .run("readiness check", |mut conn| async move {
+                    redis::cmd("PING").query_async::<String>(&mut conn).await
+                })
+                .await;
+            match pong {
+                Some(_) if state.bus.shared() => "ok",
+                Some(_) => "reconnecting: events reach this host's sockets only",
+                None => "unavailable: rate limits, cache and events are this host's own",
+            }
+        }
+    };
+    Ok(Json(
+        serde_json::json!({"status": "ready", "database": "ok", "redis": redis}),
+    ))
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -8,5 +8,6 @@ pub mod jobs;
 pub mod metrics;
 pub mod outbound;
 pub mod ratelimit;
+pub mod redis;
 pub mod sandbox;
 pub mod secrets;
