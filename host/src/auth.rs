@@ -81,6 +81,17 @@ pub async fn authenticate(
     })
 }
 
+/// Whether the token `token_id` is still valid (neither revoked nor expired).
+pub async fn token_is_live(db: &crate::db::Db, token_id: Uuid) -> AppResult<bool> {
+    let live: Option<(Uuid,)> = db
+        .fetch_optional(
+            "SELECT id FROM api_tokens WHERE id = $1 AND (expires_at IS NULL OR expires_at > $2)",
+            args![token_id, crate::db::now()],
+        )
+        .await?;
+    Ok(live.is_some())
+}
+
 /// A new random token: `nova_` and 32 random bytes, URL-safe.
 pub fn generate_token() -> String {
     let mut bytes = [0u8; 32];

@@ -406,3 +406,80 @@ async fn events_cross_replicas_through_redis() {
     )
     .await;
 }
+
+/// The close code a socket receives within 10 s (events before it skipped).
+async fn close_code(socket: &mut Socket) -> Option<u16> {
+    use futures_util::StreamExt;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = socket.next().await {
+            if let Message::Close(frame) = msg {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket closes within 10 s")
+}
+
+/// Revoking a share closes the grantee's chat socket; logging out closes the sockets opened
+/// under that token (4403), and only those.
+async fn revocation_closes_sockets(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let (agent_id, session) = streamed_session(&app, &alice).await;
+    app.share(&alice, &agent_id, &bob, "view").await;
+    let joined = app
+        .post(
+            &format!("/api/chat/sessions/{session}/join"),
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined.status, 200, "{:?}", joined.body);
+    let mut bobs = connect(joined.body["websocket_url"].as_str().unwrap())
+        .await
+        .expect("bob's socket");
+    let mut alices = connect(&ticket_url(&app, &alice.token, Some(&session)).await)
+        .await
+        .expect("alice's socket");
+
+    let revoked = app
+        .delete(
+            &format!("/api/projects/{agent_id}/shares/{}", bob.id),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(revoked.status, 204, "{:?}", revoked.body);
+    assert_eq!(close_code(&mut bobs).await, Some(4403));
+
+    // Alice logs in a second time; logging out the first session closes only its sockets.
+    let second = app
+        .post(
+            "/api/auth/login",
+            "",
+            json!({"email": alice.email, "password": "correct horse battery"}),
+        )
+        .await;
+    let second_token = second.body["token"].as_str().unwrap().to_owned();
+    let mut under_second = connect(&ticket_url(&app, &second_token, Some(&session)).await)
+        .await
+        .expect("socket under the second token");
+    let mut notifications = connect(&ticket_url(&app, &alice.token, None).await)
+        .await
+        .expect("notifications socket");
+    let out = app.post("/api/auth/logout", &alice.token, json!({})).await;
+    assert_eq!(out.status, 204);
+    assert_eq!(close_code(&mut alices).await, Some(4403));
+    assert_eq!(close_code(&mut notifications).await, Some(4403));
+    let posted = app
+        .post(
+            &format!("/api/chat/sessions/{session}/messages"),
+            &second_token,
+            json!({"content": "still here"}),
+        )
+        .await;
+    assert_eq!(posted.status, 201, "{:?}", posted.body);
+    assert_eq!(messages(&until_seq(&mut under_second, 2).await).len(), 2);
+}
+on_both!(revocation_closes_sockets);

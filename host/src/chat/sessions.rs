@@ -450,6 +450,6 @@ async fn join_session(
         )
         .await;
     }
-    let socket = issue_ticket(&state, &headers, auth.id, Some(id)).await?;
+    let socket = issue_ticket(&state, &headers, &auth, Some(id)).await?;
     Ok(Json(Joined { session, socket }))
 }

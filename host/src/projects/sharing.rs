@@ -199,5 +199,6 @@ async fn revoke_share(
     )
     .await?;
     tx.commit().await?;
+    crate::realtime::access_changed(&state, user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -52,14 +52,31 @@ pub struct SocketTicket {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Issues a ticket for `user_id` to open the socket at `path` (a chat socket when
-/// `session_id` is set, else the user's notifications).
+/// Tells `user_id`'s open sockets, on every replica, to check their access again: a token
+/// was revoked, or a share or membership removed. A socket that lost its access closes.
+pub async fn access_changed(state: &AppState, user_id: Uuid) {
+    state
+        .bus
+        .publish(
+            &access_channel(user_id),
+            &serde_json::json!({"type": "access"}),
+        )
+        .await;
+}
+
+fn access_channel(user_id: Uuid) -> String {
+    format!("access:{user_id}")
+}
+
+/// Issues a ticket for the caller to open a chat socket (`session_id`) or their
+/// notifications; it is valid while the token it was issued under is.
 pub async fn issue_ticket(
     state: &AppState,
     headers: &HeaderMap,
-    user_id: Uuid,
+    caller: &AuthUser,
     session_id: Option<Uuid>,
 ) -> AppResult<SocketTicket> {
+    let user_id = caller.id;
     let ticket = generate_token();
     let expires_at = now() + Duration::seconds(TICKET_SECONDS);
     // Expired tickets are swept as new ones are made.
@@ -70,8 +87,15 @@ pub async fn issue_ticket(
     state
         .db
         .execute(
-            "INSERT INTO ws_tickets (ticket_hash, user_id, session_id, expires_at) VALUES ($1, $2, $3, $4)",
-            args![hash_token(&ticket), user_id, session_id, expires_at],
+            "INSERT INTO ws_tickets (ticket_hash, user_id, session_id, expires_at, token_id)
+             VALUES ($1, $2, $3, $4, $5)",
+            args![
+                hash_token(&ticket),
+                user_id,
+                session_id,
+                expires_at,
+                caller.token_id
+            ],
         )
         .await?;
     let path = match session_id {
@@ -100,21 +124,29 @@ pub async fn issue_ticket(
 struct TicketRow {
     user_id: Uuid,
     session_id: Option<Uuid>,
+    token_id: Option<Uuid>,
 }
 
-/// The user a socket request speaks for: a ticket for exactly this socket (consumed), or a
+/// Who a socket speaks for: the user and the token their access rests on.
+#[derive(Debug, Clone, Copy)]
+struct SocketCaller {
+    user_id: Uuid,
+    token_id: Option<Uuid>,
+}
+
+/// The caller a socket request speaks for: a ticket for exactly this socket (consumed), or a
 /// bearer token. Anything else is refused before the upgrade.
 async fn socket_user(
     state: &AppState,
     headers: &HeaderMap,
     ticket: Option<&str>,
     session_id: Option<Uuid>,
-) -> AppResult<Uuid> {
+) -> AppResult<SocketCaller> {
     if let Some(ticket) = ticket {
         let mut tx = state.db.begin().await?;
         let row: Option<TicketRow> = tx
             .fetch_optional(
-                "SELECT user_id, session_id FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > $2",
+                "SELECT user_id, session_id, token_id FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > $2",
                 args![hash_token(ticket), now()],
             )
             .await?;
@@ -125,14 +157,21 @@ async fn socket_user(
         .await?;
         tx.commit().await?;
         return match row {
-            Some(r) if r.session_id == session_id => Ok(r.user_id),
+            Some(r) if r.session_id == session_id => Ok(SocketCaller {
+                user_id: r.user_id,
+                token_id: r.token_id,
+            }),
             Some(_) => Err(AppError::forbidden("this ticket is for another socket")),
             None => Err(AppError::Unauthorized(
                 "the ticket is unknown, used or expired",
             )),
         };
     }
-    Ok(crate::auth::authenticate(state, headers).await?.id)
+    let caller = crate::auth::authenticate(state, headers).await?;
+    Ok(SocketCaller {
+        user_id: caller.id,
+        token_id: Some(caller.token_id),
+    })
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -157,6 +196,6 @@ async fn create_ticket(
     if let Some(session_id) = req.session_id {
         crate::chat::load_session(&state.db, session_id, auth.id).await?;
     }
-    let ticket = issue_ticket(&state, &headers, auth.id, req.session_id).await?;
+    let ticket = issue_ticket(&state, &headers, &auth, req.session_id).await?;
     Ok((StatusCode::CREATED, Json(ticket)))
 }

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::socket_user;
+use super::{SocketCaller, access_channel, socket_user};
 use crate::chat;
 use crate::error::{AppError, AppPath, AppResult};
 use crate::state::AppState;
@@ -24,10 +24,11 @@ const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// A send the client does not take within this is a slow consumer.
 const SEND_LIMIT: Duration = Duration::from_secs(5);
 
-/// Close codes: 1001 going away (shutdown), 4008 too slow, 4000 idle.
+/// Close codes: 1001 going away (shutdown), 4008 too slow, 4000 idle, 4403 access revoked.
 const CLOSE_GOING_AWAY: u16 = 1001;
 const CLOSE_SLOW_CONSUMER: u16 = 4008;
 const CLOSE_IDLE: u16 = 4000;
+const CLOSE_REVOKED: u16 = 4403;
 
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
@@ -43,7 +44,8 @@ pub struct SocketQuery {
 /// {session_id, user_id, state: online|offline}, `session` {session_id, session}, `rating`
 /// {session_id, message_id, rating}. Client events: `message` {content}, `typing`,
 /// `read` {seq}. Message events arrive in sequence order, without gaps or repeats. Close
-/// codes: 1001 shutdown, 4000 idle (no pong for 60 s), 4008 too slow to read.
+/// codes: 1001 shutdown, 4000 idle (no pong for 60 s), 4008 too slow to read, 4403 the
+/// caller's access ended (logout, a revoked token, share or membership).
 #[utoipa::path(get, path = "/ws/chat/{session_id}", tag = "realtime",
     params(("session_id" = Uuid, Path),
         ("ticket" = Option<String>, Query, description = "From join or POST /api/realtime/tickets; or send a bearer token"),
@@ -58,14 +60,14 @@ pub async fn chat(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> AppResult<Response> {
-    let user_id = socket_user(&state, &headers, q.ticket.as_deref(), Some(session_id)).await?;
-    let session = chat::load_session(&state.db, session_id, user_id).await?;
+    let caller = socket_user(&state, &headers, q.ticket.as_deref(), Some(session_id)).await?;
+    let session = chat::load_session(&state.db, session_id, caller.user_id).await?;
     let last_seq = q.last_seq.unwrap_or(session.last_seq).max(0);
     Ok(sized(ws).on_upgrade(move |socket| {
         run(
             state,
             socket,
-            user_id,
+            caller,
             Kind::Chat {
                 session_id,
                 last_seq,
@@ -89,12 +91,12 @@ pub async fn notifications(
     ws: WebSocketUpgrade,
 ) -> AppResult<Response> {
     let caller = socket_user(&state, &headers, q.ticket.as_deref(), None).await?;
-    if caller != user_id {
+    if caller.user_id != user_id {
         return Err(AppError::forbidden(
             "these are another user's notifications",
         ));
     }
-    Ok(sized(ws).on_upgrade(move |socket| run(state, socket, user_id, Kind::Notifications)))
+    Ok(sized(ws).on_upgrade(move |socket| run(state, socket, caller, Kind::Notifications)))
 }
 
 /// Small buffers: thousands of mostly idle sockets per host. Client events are small.
@@ -115,8 +117,10 @@ enum Outcome {
     Close(u16, &'static str),
 }
 
-async fn run(state: AppState, socket: WebSocket, user_id: Uuid, kind: Kind) {
+async fn run(state: AppState, socket: WebSocket, caller: SocketCaller, kind: Kind) {
     let _open = state.sockets.enter();
+    let user_id = caller.user_id;
+    let mut access = state.bus.subscribe(&access_channel(user_id));
     let channel = match &kind {
         Kind::Chat { session_id, .. } => format!("chat:{session_id}"),
         Kind::Notifications => format!("user:{user_id}"),
@@ -176,6 +180,13 @@ async fn run(state: AppState, socket: WebSocket, user_id: Uuid, kind: Kind) {
                     send(&mut sink, Message::Ping(Vec::new().into())).await
                 }
             },
+            change = access.recv() => match change {
+                Err(RecvError::Closed) => Outcome::Close(CLOSE_GOING_AWAY, "event bus closed"),
+                Ok(_) | Err(RecvError::Lagged(_)) => match still_allowed(&state, caller, &kind).await {
+                    true => Outcome::Continue,
+                    false => Outcome::Close(CLOSE_REVOKED, "access revoked"),
+                },
+            },
             _ = shutdown.changed() => Outcome::Close(CLOSE_GOING_AWAY, "server shutting down"),
         };
     }
@@ -195,6 +206,27 @@ async fn run(state: AppState, socket: WebSocket, user_id: Uuid, kind: Kind) {
                 &json!({"type": "presence", "session_id": session_id, "user_id": user_id, "state": "offline"}),
             )
             .await;
+    }
+}
+
+/// Whether the caller may still hold this socket: their token is live and, for a chat, they
+/// still see the session. A database error keeps the socket (the next change checks again).
+async fn still_allowed(state: &AppState, caller: SocketCaller, kind: &Kind) -> bool {
+    if let Some(token_id) = caller.token_id {
+        match crate::auth::token_is_live(&state.db, token_id).await {
+            Ok(false) => return false,
+            Ok(true) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check a socket's token"),
+        }
+    }
+    match kind {
+        Kind::Chat { session_id, .. } => {
+            match chat::load_session(&state.db, *session_id, caller.user_id).await {
+                Err(AppError::NotFound(_)) => false,
+                Ok(_) | Err(_) => true,
+            }
+        }
+        Kind::Notifications => true,
     }
 }
 

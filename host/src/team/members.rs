@@ -169,5 +169,6 @@ async fn remove_member(
     )
     .await?;
     tx.commit().await?;
+    crate::realtime::access_changed(&state, user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -121,5 +121,6 @@ async fn delete_api_key(
     if deleted == 0 {
         return Err(AppError::NotFound("api key"));
     }
+    crate::realtime::access_changed(&state, auth.id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -252,6 +252,7 @@ async fn logout(State(state): State<AppState>, user: AuthUser) -> AppResult<Stat
         .db
         .execute("DELETE FROM api_tokens WHERE id = $1", args![user.token_id])
         .await?;
+    crate::realtime::access_changed(&state, user.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -268,6 +269,7 @@ async fn logout_all(State(state): State<AppState>, user: AuthUser) -> AppResult<
             args![user.id],
         )
         .await?;
+    crate::realtime::access_changed(&state, user.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -313,5 +315,6 @@ async fn change_password(
     )
     .await?;
     tx.commit().await?;
+    crate::realtime::access_changed(&state, user.id).await;
     Ok(StatusCode::NO_CONTENT)
 }
