@@ -133,6 +133,8 @@ pub struct Config {
     /// `NOVA_JOB_LEASE_SECS`: how long a background job stays claimed by a worker; a job whose
     /// worker died is taken up again after it.
     pub job_lease_secs: i64,
+    /// `NOVA_JOB_WORKERS`: how many background jobs this host runs at once.
+    pub job_workers: u32,
     /// `NOVA_PLUGIN_TIMEOUT_MS`: the wall-clock deadline of one plugin call (its host calls
     /// included); past it the plugin is stopped.
     pub plugin_timeout_ms: u64,
@@ -185,6 +187,7 @@ impl Default for Config {
             .map(|(m, p)| (m.to_owned(), p))
             .collect(),
             job_lease_secs: 30,
+            job_workers: 2,
             plugin_timeout_ms: 1_000,
             plugin_memory_mb: 64,
             plugin_log_keep: 10_000,
@@ -224,6 +227,7 @@ struct FileConfig {
     max_audio_bytes: Option<usize>,
     model_prices: Option<String>,
     job_lease_secs: Option<i64>,
+    job_workers: Option<u32>,
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mb: Option<u64>,
     plugin_log_keep: Option<u64>,
@@ -414,6 +418,13 @@ impl Config {
             file.job_lease_secs,
             c.job_lease_secs,
             1..=3600,
+        )?;
+        c.job_workers = number(
+            "NOVA_JOB_WORKERS",
+            env("NOVA_JOB_WORKERS"),
+            file.job_workers,
+            c.job_workers,
+            1..=64,
         )?;
         c.plugin_timeout_ms = number(
             "NOVA_PLUGIN_TIMEOUT_MS",

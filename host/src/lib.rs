@@ -40,12 +40,15 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     plugins::sync_builtins(&state.db).await?;
     let app = http::router(state.clone());
-    infra::jobs::spawn_worker(infra::jobs::Worker {
-        db: state.db.clone(),
-        lease: chrono::Duration::seconds(state.config.job_lease_secs),
-        registry: job_kinds(&state),
-        shutdown: state.shutdown.clone(),
-    });
+    infra::jobs::spawn_workers(
+        infra::jobs::Worker {
+            db: state.db.clone(),
+            lease: chrono::Duration::seconds(state.config.job_lease_secs),
+            registry: job_kinds(&state),
+            shutdown: state.shutdown.clone(),
+        },
+        state.config.job_workers,
+    );
     let sockets = state.clone();
     // The peer address keys the per-address rate limits (login, registration).
     axum::serve(

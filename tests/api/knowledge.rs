@@ -1313,3 +1313,68 @@ async fn a_pdf_that_inflates_past_the_total_budget_fails_alone(app: TestApp) {
     fails_alone(&app, &alice.token, bad, "inflate").await;
 }
 on_both!(a_pdf_that_inflates_past_the_total_budget_fails_alone);
+
+/// One worker, busy with one user's large upload while the same user queues eight exports,
+/// then another user's upload: it is taken at its owner's first turn, right after the job
+/// running, not after every export queued before it.
+async fn jobs_are_fair_between_users(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let large = REFUNDS.repeat(3 * 1024 * 1024 / REFUNDS.len());
+    let form = reqwest::multipart::Form::new().part(
+        "files",
+        reqwest::multipart::Part::bytes(large.into_bytes()).file_name("large.txt"),
+    );
+    let (status, body) = upload(&app, &alice.token, form).await;
+    assert_eq!(status, 202, "{body:?}");
+    let mut exports = Vec::new();
+    for _ in 0..8 {
+        let r = app
+            .post(
+                "/api/analytics/export",
+                &alice.token,
+                json!({"format": "pdf"}),
+            )
+            .await;
+        assert_eq!(r.status, 202, "{:?}", r.body);
+        exports.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let form = reqwest::multipart::Form::new().part(
+        "files",
+        reqwest::multipart::Part::bytes(REFUNDS.as_bytes().to_vec()).file_name("returns.md"),
+    );
+    let (status, body) = upload(&app, &bob.token, form).await;
+    assert_eq!(status, 202, "{body:?}");
+    let upload_id = body["upload_id"].as_str().unwrap();
+    let done = until_done(&app, &bob.token, upload_id).await;
+    assert_eq!(done["files"][0]["status"], "indexed", "{done:?}");
+    let bobs_done: chrono::DateTime<chrono::Utc> =
+        serde_json::from_value(done["files"][0]["updated_at"].clone()).unwrap();
+    let mut finished_before = 0;
+    for id in &exports {
+        let mut export = app
+            .get(&format!("/api/analytics/export/{id}"), &alice.token)
+            .await;
+        for _ in 0..300 {
+            if export.body["status"] == "done" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            export = app
+                .get(&format!("/api/analytics/export/{id}"), &alice.token)
+                .await;
+        }
+        assert_eq!(export.body["status"], "done", "{:?}", export.body);
+        let at: chrono::DateTime<chrono::Utc> =
+            serde_json::from_value(export.body["updated_at"].clone()).unwrap();
+        if at < bobs_done {
+            finished_before += 1;
+        }
+    }
+    // First come, first served would finish all eight first.
+    assert!(
+        finished_before <= 1,
+        "{finished_before} of alice's exports went first"
+    );
+}
+on_both!(jobs_are_fair_between_users, |c| c.job_workers = 1);

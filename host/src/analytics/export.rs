@@ -135,8 +135,13 @@ async fn request_export(
         args![id, workspace_id, auth.id, plugin_id, req.time_range.as_str(), at],
     )
     .await?;
-    crate::infra::jobs::enqueue(&mut tx, JOB_KIND, json!({"export_id": id, "title": title}))
-        .await?;
+    crate::infra::jobs::enqueue(
+        &mut tx,
+        JOB_KIND,
+        auth.id,
+        json!({"export_id": id, "title": title}),
+    )
+    .await?;
     tx.commit().await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -21,13 +21,20 @@ use crate::error::AppResult;
 
 const MAX_ATTEMPTS: i64 = 3;
 
-/// Adds a job inside the caller's transaction: it runs only if that commits.
-pub async fn enqueue(tx: &mut Tx, kind: &str, payload: serde_json::Value) -> AppResult<Uuid> {
+/// Adds a job that `owner` started, inside the caller's transaction: it runs only if that
+/// commits.
+pub async fn enqueue(
+    tx: &mut Tx,
+    kind: &str,
+    owner: Uuid,
+    payload: serde_json::Value,
+) -> AppResult<Uuid> {
     let id = new_id();
     tx.execute(
-        "INSERT INTO jobs (id, kind, payload, status, attempts, created_at, updated_at)
-         VALUES ($1, $2, $3, 'queued', 0, $4, $4)",
-        args![id, kind, payload, now()],
+        "INSERT INTO jobs (id, kind, payload, status, attempts, created_at, updated_at, owner_id, turn)
+         VALUES ($1, $2, $3, 'queued', 0, $4, $4, $5,
+            (SELECT COUNT(*) FROM jobs WHERE owner_id = $5 AND status IN ('queued', 'running')))",
+        args![id, kind, payload, now(), owner],
     )
     .await?;
     Ok(id)
@@ -77,8 +84,8 @@ struct Job {
     claim: Uuid,
 }
 
-/// Takes the oldest job that is waiting, or whose worker's lease ran out (it crashed or was
-/// killed) while it has attempts left.
+/// Takes the job of the lowest turn, oldest first, that is waiting or whose worker's lease
+/// ran out (it crashed or was killed) while it has attempts left.
 async fn claim(worker: &Worker) -> AppResult<Option<Job>> {
     let skip_locked = if worker.db.is_postgres() {
         " FOR UPDATE SKIP LOCKED"
@@ -94,7 +101,7 @@ async fn claim(worker: &Worker) -> AppResult<Option<Job>> {
                  WHERE id = (SELECT id FROM jobs
                     WHERE status = 'queued'
                        OR (status = 'running' AND locked_until < $2 AND attempts < $4)
-                    ORDER BY created_at LIMIT 1{skip_locked})
+                    ORDER BY turn, created_at LIMIT 1{skip_locked})
                  RETURNING id, kind, payload, attempts, claim"
             ),
             args![now() + worker.lease, now(), new_id(), MAX_ATTEMPTS],
@@ -197,8 +204,15 @@ async fn run(worker: &Worker, job: &Job) -> Result<(), String> {
     }
 }
 
-/// Runs jobs until the host shuts down.
-pub fn spawn_worker(worker: Worker) {
+/// Runs `count` workers, each taking one job at a time, until the host shuts down.
+pub fn spawn_workers(worker: Worker, count: u32) {
+    let worker = Arc::new(worker);
+    for _ in 0..count {
+        spawn_worker(worker.clone());
+    }
+}
+
+fn spawn_worker(worker: Arc<Worker>) {
     tokio::spawn(async move {
         let mut shutdown = worker.shutdown.clone();
         loop {

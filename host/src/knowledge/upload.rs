@@ -320,7 +320,8 @@ async fn upload(
         )
         .await?;
         if status == "queued" {
-            crate::infra::jobs::enqueue(&mut tx, JOB_KIND, json!({"file_id": file_id})).await?;
+            crate::infra::jobs::enqueue(&mut tx, JOB_KIND, auth.id, json!({"file_id": file_id}))
+                .await?;
         }
     }
     tx.commit().await?;
