@@ -425,6 +425,14 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     // The key-value store persists across calls.
     assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 1");
     assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 2");
+    // Within a quota: 4 MiB of values (1,000 keys) per installation; what is kept stays.
+    let full = test("kv-fill").await;
+    let refusal = full["output"]["tags"][0]["name"].as_str().unwrap();
+    assert!(
+        refusal.starts_with("stored 63: the store is full"),
+        "{refusal}"
+    );
+    assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 3");
 
     let log = app
         .get("/api/plugins/hostile/invocations?limit=50", &admin.token)

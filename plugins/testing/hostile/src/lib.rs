@@ -1,5 +1,5 @@
-//! Misbehaves as its input asks: `loop`, `memory`, `trap`, `http <url>`, `kv`; anything else is
-//! echoed back as a tag. The host must survive each and report a clear error.
+//! Misbehaves as its input asks: `loop`, `memory`, `trap`, `http <url>`, `kv`, `kv-fill`;
+//! anything else is echoed back as a tag. The host must survive each and report a clear error.
 
 use nova_plugin_sdk::auto_tagger::{Guest, HttpRequest, Scored, Tagging, host};
 
@@ -44,6 +44,15 @@ impl Guest for Hostile {
                     + 1;
                 host::kv::set("count", n.to_string().as_bytes())?;
                 Ok(tagged(&format!("count {n}")))
+            }
+            "kv-fill" => {
+                // New 64 KiB values until the store refuses one.
+                for i in 0..10_000 {
+                    if let Err(refused) = host::kv::set(&format!("fill-{i}"), &[7; 65_536]) {
+                        return Ok(tagged(&format!("stored {i}: {refused}")));
+                    }
+                }
+                Ok(tagged("never refused"))
             }
             _ => Ok(tagged(&text)),
         }

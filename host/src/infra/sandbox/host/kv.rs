@@ -1,4 +1,4 @@
-//! `kv`: a key-value store per plugin and workspace.
+//! `kv`: a key-value store per plugin and workspace, within a quota per installation.
 
 use super::super::store::PluginState;
 use super::super::wit;
@@ -6,6 +6,15 @@ use crate::args;
 
 const KV_MAX_KEY: usize = 256;
 const KV_MAX_VALUE: usize = 64 * 1024;
+/// What one installation may keep: keys, and bytes of values together.
+pub const KV_MAX_KEYS: i64 = 1_000;
+pub const KV_MAX_BYTES: i64 = 4 * 1024 * 1024;
+
+#[derive(sqlx::FromRow)]
+struct Usage {
+    keys: i64,
+    bytes: i64,
+}
 
 impl wit::kv::Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
@@ -26,6 +35,22 @@ impl wit::kv::Host for PluginState {
         if key.is_empty() || key.len() > KV_MAX_KEY || value.len() > KV_MAX_VALUE {
             return Err(format!(
                 "keys hold 1 to {KV_MAX_KEY} bytes and values at most {KV_MAX_VALUE}"
+            ));
+        }
+        // The installation's other keys: what it holds once `key` is (re)written.
+        let usage: Usage = self
+            .db
+            .fetch_one(
+                "SELECT COUNT(*) AS keys, CAST(COALESCE(SUM(LENGTH(value)), 0) AS BIGINT) AS bytes
+                 FROM plugin_kv WHERE plugin_id = $1 AND workspace_id = $2 AND key <> $3",
+                args![self.grants.plugin_id.clone(), workspace, key.clone()],
+            )
+            .await
+            .map_err(|e| format!("the store failed: {e}"))?;
+        if usage.keys + 1 > KV_MAX_KEYS || usage.bytes + value.len() as i64 > KV_MAX_BYTES {
+            return Err(format!(
+                "the store is full: an installation keeps at most {KV_MAX_KEYS} keys and {} MiB of values",
+                KV_MAX_BYTES >> 20
             ));
         }
         self.db
