@@ -44,6 +44,9 @@ pub enum AppError {
     TooManyRequests { retry_after: Duration },
     #[error("{0}")]
     Unavailable(String),
+    /// An error response made below our own extractors (by axum or a layer), re-rendered.
+    #[error("{1}")]
+    Status(StatusCode, String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -140,6 +143,7 @@ impl AppError {
             AppError::Rejected { status, .. } => *status,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Status(status, _) => *status,
             AppError::Database(_) | AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

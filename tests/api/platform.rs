@@ -152,6 +152,39 @@ async fn bad_input_is_a_problem(app: TestApp) {
     assert_problem(&app.get("/api/nowhere", &alice.token).await, 404);
     assert_problem(&app.get("/api/projects?limit=500", &alice.token).await, 400);
     assert_problem(&app.get("/api/projects?limit=abc", &alice.token).await, 400);
+    // What axum answers on its own is problem+json too: a method a route does not have (with
+    // `Allow`), a multipart body without a boundary, a plain GET on a socket route.
+    let wrong_method = app
+        .call(Method::PATCH, "/api/projects", Some(&alice.token), None)
+        .await;
+    assert_problem(&wrong_method, 405);
+    assert!(wrong_method.headers.contains_key("allow"));
+    let no_boundary = app
+        .raw(
+            Method::POST,
+            "/api/knowledge/upload/bulk",
+            &alice.token,
+            "multipart/form-data",
+            b"--x\r\n".to_vec(),
+        )
+        .await;
+    assert!(no_boundary.status >= 400 && no_boundary.status < 500);
+    assert_problem(&no_boundary, no_boundary.status);
+    let not_a_socket = app
+        .get(
+            "/ws/notifications/00000000-0000-0000-0000-000000000000",
+            &alice.token,
+        )
+        .await;
+    assert!(not_a_socket.status >= 400 && not_a_socket.status < 500);
+    assert_problem(&not_a_socket, not_a_socket.status);
+    let bad_seq = app
+        .get(
+            &format!("/ws/chat/{}?last_seq=abc", uuid::Uuid::new_v4()),
+            &alice.token,
+        )
+        .await;
+    assert_problem(&bad_seq, 400);
     // None of it created anything.
     let list = app.get("/api/projects", &alice.token).await;
     assert_eq!(list.body["projects"].as_array().unwrap().len(), 0);

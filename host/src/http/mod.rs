@@ -2,6 +2,7 @@
 //! health and metrics endpoints, and the cross-cutting layers.
 
 pub mod metrics;
+mod problems;
 
 use std::sync::Arc;
 
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .fallback(|| async { AppError::NotFound("route") })
+        .layer(axum::middleware::from_fn(problems::errors_as_problems))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             metrics::track,
