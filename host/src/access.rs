@@ -69,8 +69,11 @@ pub async fn target_workspace(
         Some(id) => {
             require_role(&state.db, id, auth.id, Role::Member)
                 .await
-                .map_err(|_| {
-                    AppError::invalid("workspace_id", "is not a workspace you belong to")
+                .map_err(|e| match e {
+                    AppError::NotFound(_) => {
+                        AppError::invalid("workspace_id", "is not a workspace you belong to")
+                    }
+                    other => other,
                 })?;
             Ok(id)
         }

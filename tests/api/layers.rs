@@ -97,3 +97,59 @@ fn the_check_sees_an_upward_import() {
     );
     assert!(layer_of("chat") > layer_of("infra"));
 }
+
+/// The OpenAPI component name of each type deriving `ToSchema`: its `#[schema(as = …)]` or
+/// its own name.
+fn schema_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut derive_seen = false;
+    let mut renamed: Option<String> = None;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("#[derive(") && line.contains("ToSchema") {
+            derive_seen = true;
+            renamed = None;
+        } else if derive_seen && line.starts_with("#[schema(as = ") {
+            renamed = line
+                .trim_start_matches("#[schema(as = ")
+                .split(')')
+                .next()
+                .map(str::to_owned);
+        } else if derive_seen && (line.contains("struct ") || line.contains("enum ")) {
+            let own = line
+                .split_whitespace()
+                .skip_while(|w| *w != "struct" && *w != "enum")
+                .nth(1)
+                .unwrap_or_default()
+                .trim_end_matches(['{', '(', ';'])
+                .to_owned();
+            names.push(renamed.take().unwrap_or(own));
+            derive_seen = false;
+        }
+    }
+    names
+}
+
+/// utoipa keys schemas by name: two types of one name would silently share one schema, and
+/// the document would describe one of them wrongly.
+#[test]
+fn every_schema_has_a_name_of_its_own() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    source_files(&src, &mut files);
+    let mut seen = std::collections::HashMap::<String, PathBuf>::new();
+    let mut clashes = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read source");
+        for name in schema_names(&text) {
+            if let Some(first) = seen.insert(name.clone(), file.clone()) {
+                clashes.push(format!(
+                    "{name}: {} and {}",
+                    first.display(),
+                    file.display()
+                ));
+            }
+        }
+    }
+    assert!(seen.len() > 50, "only {} schemas found", seen.len());
+    assert!(clashes.is_empty(), "schema names used twice: {clashes:#?}");
+}

@@ -56,7 +56,7 @@ async fn get_topics(
 /// `nova recompute-metrics` recounts the past.
 #[utoipa::path(put, path = "/api/analytics/topics", tag = "analytics", security(("bearer" = [])),
     params(TopicsQuery), request_body = TopicKeywords,
-    responses((status = 200, body = TopicKeywords), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 200, body = TopicKeywords), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn put_topics(
     State(state): State<AppState>,
     auth: AuthUser,

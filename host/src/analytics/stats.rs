@@ -5,6 +5,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = SignificanceTest)]
 pub struct TestResult {
     /// z (proportions) or t (means).
     pub statistic: f64,

@@ -118,7 +118,7 @@ pub struct NewChatTemplate {
 /// Adds a template to a workspace (owners and admins).
 #[utoipa::path(post, path = "/api/chat/templates", tag = "chat", security(("bearer" = [])),
     request_body = NewChatTemplate,
-    responses((status = 201, body = ChatTemplate), (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    responses((status = 201, body = ChatTemplate), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn create_template(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -148,8 +148,9 @@ fn errors_as_problem_json(openapi: &mut utoipa::openapi::OpenApi) {
 }
 
 /// The errors every operation can give, declared where an operation's own annotation left them
-/// out: 401 for a token-protected one, 400 (malformed), 413 (too large), 415 (not JSON) and 422
-/// (invalid) for one with a JSON body.
+/// out: 401 for a token-protected one, 400 for one with parameters (a malformed id or query),
+/// 400 and 413 for a multipart body, and 400 (malformed), 413 (too large), 415 (not JSON) and
+/// 422 (invalid) for one with a JSON body.
 fn declare_common_errors(operation: &mut utoipa::openapi::path::Operation) {
     use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
     let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
@@ -157,9 +158,23 @@ fn declare_common_errors(operation: &mut utoipa::openapi::path::Operation) {
         .request_body
         .as_ref()
         .is_some_and(|b| b.content.contains_key("application/json"));
+    let has_parameters = operation.parameters.as_ref().is_some_and(|p| !p.is_empty());
+    let multipart_body = operation
+        .request_body
+        .as_ref()
+        .is_some_and(|b| b.content.contains_key("multipart/form-data"));
     let mut common: Vec<(&str, &str)> = Vec::new();
     if secured {
         common.push(("401", "No valid bearer token"));
+    }
+    if has_parameters {
+        common.push(("400", "A path or query parameter is malformed"));
+    }
+    if multipart_body {
+        common.extend([
+            ("400", "Not a multipart body, or a malformed one"),
+            ("413", "The body is larger than allowed"),
+        ]);
     }
     if json_body {
         common.extend([

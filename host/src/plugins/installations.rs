@@ -314,7 +314,7 @@ async fn reconfigure(
 /// Uninstalls a plugin from a workspace, with its settings and stored data.
 #[utoipa::path(delete, path = "/api/integrations/{plugin_id}/install", tag = "plugins", security(("bearer" = [])),
     params(("plugin_id" = String, Path), WorkspaceQuery),
-    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+    responses((status = 204), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn uninstall(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -376,7 +376,7 @@ async fn set_enabled(
 /// Enables an installed plugin.
 #[utoipa::path(post, path = "/api/integrations/{plugin_id}/enable", tag = "plugins", security(("bearer" = [])),
     params(("plugin_id" = String, Path), WorkspaceQuery),
-    responses((status = 200, body = PluginView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = PluginView), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn enable(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -389,7 +389,7 @@ async fn enable(
 /// Disables an installed plugin (kept installed, not called).
 #[utoipa::path(post, path = "/api/integrations/{plugin_id}/disable", tag = "plugins", security(("bearer" = [])),
     params(("plugin_id" = String, Path), WorkspaceQuery),
-    responses((status = 200, body = PluginView), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = PluginView), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn disable(
     State(state): State<AppState>,
     auth: AuthUser,

@@ -180,7 +180,7 @@ pub struct Marketplace {
 /// installation state in the workspace.
 #[utoipa::path(get, path = "/api/integrations/marketplace", tag = "plugins", security(("bearer" = [])),
     params(MarketplaceQuery),
-    responses((status = 200, body = Marketplace), (status = 400, body = crate::error::Problem)))]
+    responses((status = 200, body = Marketplace), (status = 400, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn marketplace(
     State(state): State<AppState>,
     auth: AuthUser,

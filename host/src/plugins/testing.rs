@@ -38,6 +38,7 @@ pub struct TestRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PluginTestResult)]
 pub struct TestResult {
     /// `ok` or `error`.
     pub status: String,

@@ -318,7 +318,7 @@ fn merge(
 
 /// Copies an agent (view permission on the source) with changes.
 #[utoipa::path(post, path = "/api/projects/{id}/duplicate", tag = "projects", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body(content = DuplicateRequest, description = "Optional; an empty body copies as is"),
+    params(("id" = Uuid, Path)), request_body(content = Option<DuplicateRequest>, description = "Optional; an empty body copies as is"),
     responses((status = 201, body = Project), (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn duplicate(
     State(state): State<AppState>,

@@ -184,7 +184,7 @@ pub struct TicketRequest {
 
 /// A single-use ticket to open a WebSocket (notifications, or a chat the caller is in).
 #[utoipa::path(post, path = "/api/realtime/tickets", tag = "realtime", security(("bearer" = [])),
-    request_body(content = TicketRequest, description = "Optional"),
+    request_body(content = Option<TicketRequest>, description = "Optional"),
     responses((status = 201, body = SocketTicket), (status = 404, body = crate::error::Problem)))]
 async fn create_ticket(
     State(state): State<AppState>,

@@ -50,6 +50,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = LoginSession)]
 pub struct Session {
     pub user: UserView,
     /// The bearer token; send it as `Authorization: Bearer <token>`.
