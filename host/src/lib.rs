@@ -77,6 +77,10 @@ fn job_kinds(state: &AppState) -> infra::jobs::Registry {
         knowledge::upload::UploadJobs(state.clone()),
     );
     registry.register(
+        knowledge::indexing::JOB_KIND,
+        knowledge::indexing::IndexJobs(state.clone()),
+    );
+    registry.register(
         analytics::export::JOB_KIND,
         analytics::export::ExportJobs(state.clone()),
     );

@@ -1378,3 +1378,120 @@ async fn jobs_are_fair_between_users(app: TestApp) {
     );
 }
 on_both!(jobs_are_fair_between_users, |c| c.job_workers = 1);
+
+/// About `bytes` of prose from a small vocabulary, in paragraphs, ending with `last`.
+fn prose(bytes: usize, seed: u64, last: &str) -> String {
+    const WORDS: [&str; 16] = [
+        "refund", "parcel", "invoice", "courier", "warranty", "account", "delivery", "order",
+        "return", "billing", "support", "customer", "tracking", "payment", "address", "policy",
+    ];
+    let mut state = seed;
+    let mut text = String::with_capacity(bytes + 1024);
+    while text.len() < bytes {
+        for _ in 0..12 {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            text.push_str(WORDS[(state >> 60) as usize]);
+            text.push(' ');
+        }
+        text.push_str(if state % 7 == 0 { ".\n\n" } else { ". " });
+    }
+    text.push_str(last);
+    text
+}
+
+/// A 10 MiB upload (two files of nearly 5 MiB) is indexed a batch at a time: logins and chat
+/// messages sent while it is indexed all succeed, none waits anywhere near SQLite's 10 s busy
+/// timeout, and every chunk is written in the end (the last sentence of each file is found).
+async fn large_uploads_leave_logins_and_chat_working(app: TestApp) {
+    let alice = app.register("alice").await;
+    let agent = app.project(&alice, json!({"name": "Support"})).await;
+    let session = app
+        .post(
+            "/api/chat/sessions",
+            &alice.token,
+            json!({"agent_id": agent["id"]}),
+        )
+        .await;
+    let session_id = session.body["id"].as_str().unwrap().to_owned();
+    let mut form = reqwest::multipart::Form::new();
+    for (i, last) in [
+        "Zebracorn closes the first file.",
+        "Quokkafish closes the second.",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let text = prose(4_900_000, i as u64 + 1, last);
+        form = form.part(
+            "files",
+            reqwest::multipart::Part::bytes(text.into_bytes()).file_name(format!("large-{i}.txt")),
+        );
+    }
+    let (status, body) = upload(&app, &alice.token, form).await;
+    assert_eq!(status, 202, "{body:?}");
+    let upload_id = body["upload_id"].as_str().unwrap().to_owned();
+
+    let mut slowest = std::time::Duration::ZERO;
+    let mut rounds = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let started = std::time::Instant::now();
+        let login = app
+            .post(
+                "/api/auth/login",
+                "",
+                json!({"email": alice.email, "password": "correct horse battery"}),
+            )
+            .await;
+        assert_eq!(login.status, 200, "{:?}", login.body);
+        let posted = app
+            .post_message(&alice, &session_id, "Where is my parcel?")
+            .await;
+        assert_eq!(posted.status, 201, "{:?}", posted.body);
+        slowest = slowest.max(started.elapsed());
+        rounds += 1;
+        let progress = app
+            .get(
+                &format!("/api/knowledge/upload/bulk/{upload_id}"),
+                &alice.token,
+            )
+            .await;
+        if progress.body["done"] == true {
+            assert_eq!(
+                column(&progress.body, "files", "status"),
+                ["indexed", "indexed"],
+                "{:?}",
+                progress.body
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not indexed in 3 minutes"
+        );
+    }
+    assert!(
+        rounds > 1,
+        "the upload was indexed before anything interleaved"
+    );
+    // Half of SQLite's busy timeout: no write waited on the lock for long.
+    assert!(
+        slowest < std::time::Duration::from_secs(5),
+        "a login and a message took {slowest:?}"
+    );
+    for word in ["zebracorn", "quokkafish"] {
+        let found = app
+            .get(&format!("/api/knowledge/search?q={word}"), &alice.token)
+            .await;
+        assert_eq!(found.status, 200, "{:?}", found.body);
+        assert_eq!(
+            found.body["results"].as_array().map(Vec::len),
+            Some(1),
+            "{word}: {:?}",
+            found.body
+        );
+    }
+}
+on_both!(large_uploads_leave_logins_and_chat_working);

@@ -186,7 +186,8 @@ pub async fn find_duplicate(
 }
 
 /// Stores and indexes a document (version 1); 409 when its digest is already there.
-pub async fn insert(tx: &mut Tx, r: NewRecord) -> AppResult<Uuid> {
+/// Stores a new document and indexes it (large content by a queued job).
+pub async fn insert(tx: &mut Tx, r: NewRecord) -> AppResult<(Uuid, index::Indexing)> {
     if let Some((other, other_title)) = find_duplicate(tx, r.workspace_id, &r.sha256).await? {
         return Err(AppError::Conflict(format!(
             "the same content is already document {other} (\"{other_title}\")"
@@ -211,8 +212,9 @@ pub async fn insert(tx: &mut Tx, r: NewRecord) -> AppResult<Uuid> {
     )
     .await?;
     attach(tx, id, r.workspace_id, &r.project_ids).await?;
-    index::reindex(tx, id, r.workspace_id, 1, r.file_type, &r.content).await?;
-    Ok(id)
+    let indexing =
+        index::reindex(tx, id, r.workspace_id, 1, r.file_type, &r.content, r.author).await?;
+    Ok((id, indexing))
 }
 
 /// Adds a document and indexes it. Content identical to a document of the same workspace
@@ -239,7 +241,7 @@ async fn create_document(
     let workspace_id = crate::access::target_workspace(&state, &auth, req.workspace_id).await?;
     let digest = sha256(&req.content);
     let mut tx = state.db.begin().await?;
-    let id = insert(
+    let (id, _) = insert(
         &mut tx,
         NewRecord {
             workspace_id,

@@ -8,6 +8,7 @@ pub mod answer;
 mod auto_tag;
 mod documents;
 mod index;
+pub mod indexing;
 mod search;
 pub mod upload;
 mod versions;

@@ -1,7 +1,8 @@
 //! `POST /api/knowledge/upload/bulk` and `GET /api/knowledge/upload/bulk/{id}` (seed §4):
 //! many files at once, answered at once with a status per file; each file is extracted and
-//! indexed by a durable job, and its progress (queued, extracting, indexed, failed with the
-//! reason, or duplicate) is visible here and on the uploader's notification socket.
+//! indexed by a durable job, and its progress (queued, extracting, indexing — a large file's
+//! chunks being written in batches —, indexed, failed with the reason, or duplicate) is
+//! visible here and on the uploader's notification socket.
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use super::FileType;
 use super::documents::{MAX_CONTENT_BYTES, NewRecord, find_duplicate, insert};
+use super::index::Indexing;
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
@@ -41,7 +43,8 @@ pub struct FileStatus {
     pub id: Uuid,
     pub file_name: String,
     pub size_bytes: i64,
-    /// queued, extracting, indexed, failed or duplicate.
+    /// queued, extracting, indexing (a large file's chunks are being written), indexed,
+    /// failed or duplicate.
     pub status: String,
     /// Why it failed, or which document it duplicates.
     pub reason: Option<String>,
@@ -387,7 +390,7 @@ struct FileJob {
 /// Records a file's status; a finished file's bytes are no longer kept.
 const MARK_FILE: &str =
     "UPDATE upload_files SET status = $2, reason = $3, document_id = $4, updated_at = $5,
-        content = CASE WHEN $2 IN ('indexed', 'failed', 'duplicate') THEN NULL ELSE content END
+        content = CASE WHEN $2 IN ('indexing', 'indexed', 'failed', 'duplicate') THEN NULL ELSE content END
      WHERE id = $1";
 
 fn mark_args(
@@ -408,14 +411,74 @@ async fn announce(
     reason: Option<String>,
     document_id: Option<Uuid>,
 ) {
+    let file = UploadedFile {
+        id: file_id,
+        upload_id: job.upload_id,
+        user_id: job.user_id,
+        file_name: job.file_name.clone(),
+    };
+    announce_file(state, &file, status, reason, document_id).await;
+}
+
+#[derive(sqlx::FromRow)]
+struct UploadedFile {
+    id: Uuid,
+    upload_id: Uuid,
+    user_id: Uuid,
+    file_name: String,
+}
+
+async fn announce_file(
+    state: &AppState,
+    file: &UploadedFile,
+    status: &str,
+    reason: Option<String>,
+    document_id: Option<Uuid>,
+) {
     notify(
         state,
-        job.user_id,
+        file.user_id,
         "upload",
-        json!({"upload_id": job.upload_id, "file_id": file_id, "file_name": job.file_name,
+        json!({"upload_id": file.upload_id, "file_id": file.id, "file_name": file.file_name,
                "status": status, "reason": reason, "document_id": document_id}),
     )
     .await;
+}
+
+/// A large document's background indexing ended: the files it was made from are indexed
+/// (or failed, with the reason).
+pub async fn document_indexed(
+    state: &AppState,
+    document_id: Uuid,
+    outcome: Result<(), String>,
+) -> AppResult<()> {
+    let files: Vec<UploadedFile> = state
+        .db
+        .fetch_all(
+            "SELECT f.id, f.upload_id, u.user_id, f.file_name FROM upload_files f
+             JOIN uploads u ON u.id = f.upload_id
+             WHERE f.document_id = $1 AND f.status = 'indexing'",
+            args![document_id],
+        )
+        .await?;
+    let (status, reason) = match outcome {
+        Ok(()) => ("indexed", None),
+        Err(e) => (
+            "failed",
+            Some(format!("could not be indexed: {}", unexpected(e))),
+        ),
+    };
+    for file in files {
+        state
+            .db
+            .execute(
+                MARK_FILE,
+                mark_args(file.id, status, reason.clone(), Some(document_id)),
+            )
+            .await?;
+        announce_file(state, &file, status, reason.clone(), Some(document_id)).await;
+    }
+    Ok(())
 }
 
 async fn set_status(
@@ -433,9 +496,16 @@ async fn set_status(
             mark_args(file_id, status, reason.clone(), document_id),
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(unexpected)?;
     announce(state, job, file_id, status, reason, document_id).await;
     Ok(())
+}
+
+/// What a file's reason says of an unexpected failure (a storage error): the details go to
+/// the log (the job queue logs the error too), never to the uploader.
+fn unexpected(error: impl std::fmt::Display) -> String {
+    tracing::error!(%error, "upload job: unexpected failure");
+    "an unexpected server error (logged)".to_owned()
 }
 
 fn file_id_of(payload: &serde_json::Value) -> Result<Uuid, String> {
@@ -454,7 +524,7 @@ async fn load(state: &AppState, file_id: Uuid) -> Result<FileJob, String> {
             args![file_id],
         )
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(unexpected)?
         .ok_or_else(|| "the file is gone".to_owned())
 }
 
@@ -466,8 +536,9 @@ fn finished(status: &str) -> bool {
 async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), String> {
     let file_id = file_id_of(payload)?;
     let job = load(state, file_id).await?;
-    // Already finished by an earlier attempt that died before recording the job's end.
-    if finished(&job.status) {
+    // Already finished by an earlier attempt that died before recording the job's end, or
+    // stored as a document whose background indexing finishes it.
+    if finished(&job.status) || job.status == "indexing" {
         return Ok(());
     }
     set_status(state, &job, file_id, "extracting", None, None).await?;
@@ -499,19 +570,23 @@ async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), St
         content: text,
         sha256: job.sha256.clone(),
     };
-    let mut tx = state.db.begin().await.map_err(|e| e.to_string())?;
+    let mut tx = state.db.begin().await.map_err(unexpected)?;
     match insert(&mut tx, record).await {
-        Ok(document_id) => {
+        Ok((document_id, indexing)) => {
+            let status = match indexing {
+                Indexing::Done => "indexed",
+                Indexing::Queued => "indexing",
+            };
             // The document and the file's status commit together: a crash in between would
             // make the retry find the document and report the file as its own duplicate.
             tx.execute(
                 MARK_FILE,
-                mark_args(file_id, "indexed", None, Some(document_id)),
+                mark_args(file_id, status, None, Some(document_id)),
             )
             .await
-            .map_err(|e| e.to_string())?;
-            tx.commit().await.map_err(|e| e.to_string())?;
-            announce(state, &job, file_id, "indexed", None, Some(document_id)).await;
+            .map_err(unexpected)?;
+            tx.commit().await.map_err(unexpected)?;
+            announce(state, &job, file_id, status, None, Some(document_id)).await;
             Ok(())
         }
         Err(AppError::Conflict(why)) => {
@@ -520,7 +595,7 @@ async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), St
         Err(AppError::Unprocessable { detail, .. }) => {
             set_status(state, &job, file_id, "failed", Some(detail), None).await
         }
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(unexpected(e)),
     }
 }
 

@@ -100,6 +100,7 @@ async fn add_version(
         version,
         file_type(&doc.file_type),
         &req.content,
+        auth.id,
     )
     .await?;
     let created: Version = tx
