@@ -1395,7 +1395,11 @@ fn prose(bytes: usize, seed: u64, last: &str) -> String {
             text.push_str(WORDS[(state >> 60) as usize]);
             text.push(' ');
         }
-        text.push_str(if state % 7 == 0 { ".\n\n" } else { ". " });
+        text.push_str(if state.is_multiple_of(7) {
+            ".\n\n"
+        } else {
+            ". "
+        });
     }
     text.push_str(last);
     text
