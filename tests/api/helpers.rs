@@ -61,6 +61,9 @@ impl Resp {
     }
 }
 
+/// The password every test user registers with.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// A registered user.
 #[derive(Debug, Clone)]
 pub struct User {
@@ -309,7 +312,7 @@ impl TestApp {
                 Method::POST,
                 "/api/auth/register",
                 None,
-                Some(json!({"email": email, "password": "correct horse battery", "name": name})),
+                Some(json!({"email": email, "password": PASSWORD, "name": name})),
             )
             .await;
         assert_eq!(r.status, 201, "register {name}: {:?}", r.body);
@@ -324,6 +327,17 @@ impl TestApp {
                 .expect("workspace")
                 .to_owned(),
         }
+    }
+
+    /// Logs `user` in once more (a new session), with the password they registered with.
+    pub async fn login(&self, user: &User) -> Resp {
+        self.call(
+            Method::POST,
+            "/api/auth/login",
+            None,
+            Some(json!({"email": user.email, "password": PASSWORD})),
+        )
+        .await
     }
 
     /// Creates a project in `user`'s personal workspace.

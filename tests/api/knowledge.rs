@@ -1442,13 +1442,7 @@ async fn large_uploads_leave_logins_and_chat_working(app: TestApp) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     loop {
         let started = std::time::Instant::now();
-        let login = app
-            .post(
-                "/api/auth/login",
-                "",
-                json!({"email": alice.email, "password": "correct horse battery"}),
-            )
-            .await;
+        let login = app.login(&alice).await;
         assert_eq!(login.status, 200, "{:?}", login.body);
         let posted = app
             .post_message(&alice, &session_id, "Where is my parcel?")

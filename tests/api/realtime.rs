@@ -454,13 +454,7 @@ async fn revocation_closes_sockets(app: TestApp) {
     assert_eq!(close_code(&mut bobs).await, Some(4403));
 
     // Alice logs in a second time; logging out the first session closes only its sockets.
-    let second = app
-        .post(
-            "/api/auth/login",
-            "",
-            json!({"email": alice.email, "password": "correct horse battery"}),
-        )
-        .await;
+    let second = app.login(&alice).await;
     let second_token = second.body["token"].as_str().unwrap().to_owned();
     let mut under_second = connect(&ticket_url(&app, &second_token, Some(&session)).await)
         .await

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{TestApp, run_with};
 use crate::realtime::{messages, streamed_session, ticket_url, until_seq};
@@ -144,7 +144,7 @@ async fn hosts_survive_redis_down_stalled_and_restarted() {
                 crate::helpers::connect(&ticket_url(&a, &alice.token, Some(&session)).await)
                     .await
                     .expect("socket on A");
-            post(&a, &alice.token, &session, "one").await;
+            post(&a, &alice, &session, "one").await;
             assert_eq!(messages(&until_seq(&mut on_b, 2).await).len(), 2);
             until_seq(&mut on_a, 2).await;
 
@@ -157,15 +157,9 @@ async fn hosts_survive_redis_down_stalled_and_restarted() {
             // host it was posted to.
             redis.kill();
             serves_within(&a, &alice.token, &agent_id, Duration::from_secs(5)).await;
-            let login = a
-                .post(
-                    "/api/auth/login",
-                    "",
-                    json!({"email": alice.email, "password": "correct horse battery"}),
-                )
-                .await;
+            let login = a.login(&alice).await;
             assert_eq!(login.status, 200, "{:?}", login.body);
-            post(&a, &alice.token, &session, "two").await;
+            post(&a, &alice, &session, "two").await;
             assert_eq!(messages(&until_seq(&mut on_a, 4).await).len(), 2);
             assert!(redis_state(&a).await.starts_with("unavailable"));
 
@@ -174,7 +168,7 @@ async fn hosts_survive_redis_down_stalled_and_restarted() {
             redis.start().await;
             until_redis_state(&a, "ok").await;
             until_redis_state(&b, "ok").await;
-            post(&a, &alice.token, &session, "three").await;
+            post(&a, &alice, &session, "three").await;
             let seen = messages(&until_seq(&mut on_b, 6).await);
             assert_eq!(
                 seen.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
@@ -187,14 +181,7 @@ async fn hosts_survive_redis_down_stalled_and_restarted() {
     .await;
 }
 
-async fn post(app: &TestApp, token: &str, session: &str, content: &str) -> Value {
-    let r = app
-        .post(
-            &format!("/api/chat/sessions/{session}/messages"),
-            token,
-            json!({"content": content}),
-        )
-        .await;
+async fn post(app: &TestApp, user: &crate::helpers::User, session: &str, content: &str) {
+    let r = app.post_message(user, session, content).await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    r.body
 }
