@@ -23,6 +23,32 @@ pub struct AuthUser {
     pub token_id: Uuid,
 }
 
+impl AuthUser {
+    /// 403 unless the caller is an instance admin.
+    pub fn require_instance_admin(&self) -> AppResult<()> {
+        if self.is_instance_admin {
+            Ok(())
+        } else {
+            Err(AppError::forbidden("this needs an instance admin"))
+        }
+    }
+}
+
+/// The caller, required to be an instance admin: as an extractor, the check comes before the
+/// request body is read (a non-admin's upload is a 403, whatever its body).
+#[derive(Debug, Clone)]
+pub struct InstanceAdmin(pub AuthUser);
+
+impl FromRequestParts<AppState> for InstanceAdmin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
+        let caller = authenticate(state, &parts.headers).await?;
+        caller.require_instance_admin()?;
+        Ok(InstanceAdmin(caller))
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct TokenOwner {
     token_id: Uuid,

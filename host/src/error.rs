@@ -53,6 +53,17 @@ pub enum AppError {
     Internal(#[from] anyhow::Error),
 }
 
+/// A multipart body that cannot be read: 413 past a size limit, else 400.
+impl From<axum::extract::multipart::MultipartError> for AppError {
+    fn from(e: axum::extract::multipart::MultipartError) -> AppError {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge
+        } else {
+            AppError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+        }
+    }
+}
+
 /// Answers a unique-constraint violation as 409 with a message of what already exists;
 /// other database errors pass through.
 pub trait ConflictOnDuplicate<T> {

@@ -823,6 +823,24 @@ async fn bulk_upload_with_progress(app: TestApp) {
         .await,
         404,
     );
+    // A misspelt option is refused by name rather than ignored (the files would be attached
+    // to no agent), and so is a file sent under another field name.
+    let misspelt = Form::new()
+        .part(
+            "files",
+            Part::bytes(b"A note.".to_vec()).file_name("note.txt"),
+        )
+        .text("project_id", uuid::Uuid::new_v4().to_string());
+    let (status, body) = upload(&app, &alice.token, misspelt).await;
+    assert_eq!(status, 422, "{body:?}");
+    assert_eq!(body["errors"][0]["field"], "project_id");
+    let wrong_name = Form::new().part(
+        "file",
+        Part::bytes(b"A note.".to_vec()).file_name("note.txt"),
+    );
+    let (status, body) = upload(&app, &alice.token, wrong_name).await;
+    assert_eq!(status, 422, "{body:?}");
+    assert_eq!(body["errors"][0]["field"], "file");
     let (status, _) = upload(&app, &alice.token, Form::new().text("category", "x")).await;
     assert_eq!(status, 422);
 }

@@ -348,6 +348,17 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
 
     let (status, body) = upload(&app, &user.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
     assert_eq!(status, 403, "{body}");
+    // Permission comes before the body: a non-admin's malformed upload is a 403 too.
+    let malformed = app
+        .raw(
+            reqwest::Method::POST,
+            "/api/plugins",
+            &user.token,
+            "multipart/form-data",
+            b"not multipart".to_vec(),
+        )
+        .await;
+    assert_problem(&malformed, 403);
     // A package whose digest is not the one approved is refused.
     let (status, body) = upload(
         &app,

@@ -115,6 +115,15 @@ on_both!(voice_with_providers, |c: &mut nova_host::Config| {
 
 async fn voice_without_providers(app: TestApp) {
     let alice = app.register("alice").await;
+    // A field the endpoint does not know is refused by name (before any provider is asked).
+    let typo = Form::new()
+        .part("file", Part::bytes(wav(0.2)).file_name("clip.wav"))
+        .text("lang", "en");
+    let r = app
+        .multipart("/api/chat/voice/transcribe", &alice.token, typo)
+        .await;
+    assert_problem(&r, 422);
+    assert_eq!(r.body["errors"][0]["field"], "lang");
     let r = upload(&app, &alice.token, wav(0.2), None).await;
     assert_problem(&r, 503);
     assert!(

@@ -114,19 +114,11 @@ async fn transcribe(
     let max = state.config.max_audio_bytes;
     let mut audio: Option<Vec<u8>> = None;
     let mut language: Option<String> = None;
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| AppError::BadRequest(format!("malformed multipart body: {e}")))?
-    {
+    while let Some(mut field) = form.next_field().await? {
         match field.name() {
             Some("file") => {
                 let mut bytes = Vec::new();
-                while let Some(chunk) = field
-                    .chunk()
-                    .await
-                    .map_err(|e| AppError::BadRequest(format!("malformed multipart body: {e}")))?
-                {
+                while let Some(chunk) = field.chunk().await? {
                     if bytes.len() + chunk.len() > max {
                         return Err(AppError::PayloadTooLarge);
                     }
@@ -135,10 +127,7 @@ async fn transcribe(
                 audio = Some(bytes);
             }
             Some("language") => {
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|e| AppError::BadRequest(format!("malformed multipart body: {e}")))?;
+                let text = field.text().await?;
                 let text = text.trim().to_lowercase();
                 if !(2..=3).contains(&text.len()) || !text.chars().all(|c| c.is_ascii_lowercase()) {
                     return Err(AppError::invalid(
@@ -148,7 +137,12 @@ async fn transcribe(
                 }
                 language = Some(text);
             }
-            _ => {}
+            other => {
+                return Err(AppError::invalid(
+                    other.unwrap_or_default(),
+                    "is not a field of a transcription (file, language)",
+                ));
+            }
         }
     }
     let audio = audio

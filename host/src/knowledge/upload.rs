@@ -69,6 +69,15 @@ struct Options {
     project_ids: Vec<Uuid>,
 }
 
+/// A part the upload does not know: refused, so that a misspelt option (`project_id`) does
+/// not silently upload files attached to nothing.
+fn unknown_field(name: &str) -> AppError {
+    AppError::invalid(
+        name,
+        "is not a field of a bulk upload (files, workspace_id, category, tags, project_ids)",
+    )
+}
+
 /// The format of a file, from its name.
 fn file_type_of(name: &str) -> Option<FileType> {
     let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
@@ -197,15 +206,15 @@ async fn upload(
     mut form: Multipart,
 ) -> AppResult<(StatusCode, Json<UploadStatus>)> {
     state.count_job_start(auth.id).await?;
-    let malformed = |e: axum::extract::multipart::MultipartError| {
-        AppError::BadRequest(format!("malformed multipart body: {e}"))
-    };
     let mut options = Options::default();
     let mut files: Vec<(String, Vec<u8>, bool)> = Vec::new();
     let mut total = 0usize;
-    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+    while let Some(mut field) = form.next_field().await? {
         let name = field.name().unwrap_or_default().to_owned();
         if let Some(file_name) = field.file_name().map(str::to_owned) {
+            if name != "files" {
+                return Err(unknown_field(&name));
+            }
             if files.len() == MAX_FILES {
                 return Err(AppError::invalid(
                     "files",
@@ -214,7 +223,7 @@ async fn upload(
             }
             let mut bytes = Vec::new();
             let mut oversize = false;
-            while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+            while let Some(chunk) = field.chunk().await? {
                 total += chunk.len();
                 if total > MAX_REQUEST_BYTES {
                     return Err(AppError::PayloadTooLarge);
@@ -228,7 +237,7 @@ async fn upload(
             files.push((file_name, bytes, oversize));
             continue;
         }
-        let text = field.text().await.map_err(malformed)?;
+        let text = field.text().await?;
         let list = |t: &str| {
             t.split(',')
                 .map(|s| s.trim().to_owned())
@@ -254,7 +263,7 @@ async fn upload(
                     })
                     .collect::<AppResult<_>>()?
             }
-            _ => {}
+            other => return Err(unknown_field(other)),
         }
     }
     if files.is_empty() {

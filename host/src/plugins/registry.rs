@@ -15,7 +15,7 @@ use super::Manifest;
 use super::marketplace::{PluginView, plugin_view};
 use crate::access::{Role, require_role};
 use crate::args;
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, InstanceAdmin};
 use crate::db::{Arg, Page, PageQuery};
 use crate::error::{AppError, AppPath, AppQuery, AppResult};
 use crate::infra::hashing::hash_bytes;
@@ -30,14 +30,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(MAX_WASM_BYTES + 256 * 1024))
         .routes(routes!(delete_plugin))
         .routes(routes!(list_invocations))
-}
-
-fn require_instance_admin(auth: &AuthUser) -> AppResult<()> {
-    if auth.is_instance_admin {
-        Ok(())
-    } else {
-        Err(AppError::forbidden("this needs an instance admin"))
-    }
 }
 
 /// Records `action` in the audit log of every workspace that has `plugin_id` installed.
@@ -71,19 +63,15 @@ async fn audit_installations(
         (status = 422, body = crate::error::Problem)))]
 async fn upload_plugin(
     State(state): State<AppState>,
-    auth: AuthUser,
+    InstanceAdmin(auth): InstanceAdmin,
     mut form: Multipart,
 ) -> AppResult<(StatusCode, Json<PluginView>)> {
-    require_instance_admin(&auth)?;
-    let malformed = |e: axum::extract::multipart::MultipartError| {
-        AppError::BadRequest(format!("malformed multipart body: {e}"))
-    };
     let (mut manifest_text, mut wasm, mut expected) = (None, None, None);
-    while let Some(mut field) = form.next_field().await.map_err(malformed)? {
+    while let Some(mut field) = form.next_field().await? {
         match field.name().unwrap_or_default() {
             "wasm" => {
                 let mut bytes = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(malformed)? {
+                while let Some(chunk) = field.chunk().await? {
                     if bytes.len() + chunk.len() > MAX_WASM_BYTES {
                         return Err(AppError::PayloadTooLarge);
                     }
@@ -91,8 +79,8 @@ async fn upload_plugin(
                 }
                 wasm = Some(bytes);
             }
-            "manifest" => manifest_text = Some(field.text().await.map_err(malformed)?),
-            "sha256" => expected = Some(field.text().await.map_err(malformed)?),
+            "manifest" => manifest_text = Some(field.text().await?),
+            "sha256" => expected = Some(field.text().await?),
             other => {
                 return Err(AppError::invalid(
                     other,
@@ -156,10 +144,9 @@ async fn upload_plugin(
         (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)))]
 async fn delete_plugin(
     State(state): State<AppState>,
-    auth: AuthUser,
+    InstanceAdmin(auth): InstanceAdmin,
     AppPath(id): AppPath<String>,
 ) -> AppResult<StatusCode> {
-    require_instance_admin(&auth)?;
     let (builtin, digest): (bool, String) = state
         .db
         .fetch_optional(
@@ -238,7 +225,7 @@ async fn list_invocations(
             binds.push(workspace.into());
             select += " AND workspace_id = $2";
         }
-        None => require_instance_admin(&auth)?,
+        None => auth.require_instance_admin()?,
     }
     let page = PageQuery {
         limit: q.limit,
