@@ -190,5 +190,32 @@ async fn workspaces_and_members(app: TestApp) {
             .await,
         400,
     );
+    // Without workspace_id: every workspace the caller owns or administers, and only those.
+    let everywhere = app.get("/api/audit-log", &bob.token).await;
+    assert_eq!(everywhere.status, 200, "{:?}", everywhere.body);
+    let items = everywhere.body["items"].as_array().unwrap();
+    let workspaces: std::collections::BTreeSet<&str> = items
+        .iter()
+        .map(|i| i["workspace_id"].as_str().unwrap())
+        .collect();
+    assert!(workspaces.contains(ws.as_str()), "{workspaces:?}");
+    assert!(
+        workspaces.is_subset(
+            &[ws.as_str(), bob.workspace_id.as_str()]
+                .into_iter()
+                .collect()
+        ),
+        "bob administers the team workspace and owns his own, and sees no other: {workspaces:?}"
+    );
+    assert!(items.iter().any(|i| i["action"] == "member.remove"));
+    let carols = app.get("/api/audit-log", &carol.token).await;
+    assert!(
+        carols.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["workspace_id"] != ws.as_str()),
+        "a member sees no entry of a workspace she does not administer"
+    );
 }
 on_both!(workspaces_and_members);

@@ -57,15 +57,17 @@ pub struct AuditEntry {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// The workspace (the caller must be its owner or an admin).
-    pub workspace_id: Uuid,
+    /// One workspace (the caller must be its owner or an admin); left out, every workspace
+    /// the caller owns or administers.
+    pub workspace_id: Option<Uuid>,
     /// Only entries whose action starts with this, e.g. `project.bulk`.
     pub action: Option<String>,
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
 
-/// A workspace's audit log, newest first (workspace owners and admins).
+/// The audit log of the workspaces the caller owns or administers (or of one of them),
+/// newest first.
 #[utoipa::path(get, path = "/api/audit-log", tag = "team", security(("bearer" = [])),
     params(AuditQuery),
     responses((status = 200, body = Page<AuditEntry>), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)))]
@@ -74,12 +76,21 @@ async fn list_audit_log(
     auth: AuthUser,
     AppQuery(q): AppQuery<AuditQuery>,
 ) -> AppResult<Json<Page<AuditEntry>>> {
-    require_role(&state.db, q.workspace_id, auth.id, Role::Admin).await?;
+    let (workspaces, mut binds) = match q.workspace_id {
+        Some(id) => {
+            require_role(&state.db, id, auth.id, Role::Admin).await?;
+            ("workspace_id = $1", args![id])
+        }
+        None => (
+            "workspace_id IN (SELECT workspace_id FROM workspace_members
+                WHERE user_id = $1 AND role IN ('owner', 'admin'))",
+            args![auth.id],
+        ),
+    };
     let page = PageQuery {
         limit: q.limit,
         cursor: q.cursor,
     };
-    let mut binds = args![q.workspace_id];
     let mut filter = String::new();
     if let Some(prefix) = q.action.filter(|a| !a.is_empty()) {
         binds.push(format!("{}%", prefix.replace(['%', '_'], "")).into());
@@ -90,7 +101,7 @@ async fn list_audit_log(
         .page_newest_first(
             &format!(
                 "SELECT id, workspace_id, actor_id, action, target_type, target_id, details, created_at
-                 FROM audit_log WHERE workspace_id = $1{filter}"
+                 FROM audit_log WHERE {workspaces}{filter}"
             ),
             "id",
             binds,
