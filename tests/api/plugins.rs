@@ -47,7 +47,12 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
     let tagger = listed(&market.body, "keyword-tagger");
     assert_eq!(tagger["kind"], "auto-tagger");
     assert_eq!(tagger["builtin"], true);
-    assert_eq!(tagger["installation_state"], "not_installed");
+    // Needing no settings and no capability beyond log and config, it runs uninstalled.
+    assert_eq!(tagger["installation_state"], "enabled_by_default");
+    assert_eq!(
+        listed(&market.body, "slack")["installation_state"],
+        "not_installed"
+    );
     assert_eq!(tagger["sha256"].as_str().unwrap().len(), 64);
     assert!(tagger["config_schema"]["properties"]["max_tags"].is_object());
     let only_exporters = app
@@ -68,15 +73,59 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
         .await;
     assert_eq!(paged.body["plugins"].as_array().unwrap().len(), 1);
 
-    // Nothing to tag with yet.
+    // A new workspace tags with the built-in tagger at once; its admin may turn it off (and
+    // on again) without installing it first.
     let r = app
         .post(
             "/api/knowledge/auto-tag",
-            &alice.token,
+            &bob.token,
+            json!({"text": POLICY}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.body["taggers"][0]["plugin_id"], "keyword-tagger",
+        "{:?}",
+        r.body
+    );
+    let off = app
+        .post(
+            "/api/integrations/keyword-tagger/disable",
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(off.status, 200, "{:?}", off.body);
+    assert_eq!(off.body["installation_state"], "disabled");
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &bob.token,
             json!({"text": POLICY}),
         )
         .await;
     assert_problem(&r, 409);
+    let on = app
+        .post(
+            "/api/integrations/keyword-tagger/enable",
+            &bob.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(on.body["installation_state"], "enabled", "{:?}", on.body);
+    let r = app
+        .post(
+            "/api/knowledge/auto-tag",
+            &bob.token,
+            json!({"text": POLICY}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A plugin that needs settings is not on by default, and cannot be switched on uninstalled.
+    let r = app
+        .post("/api/integrations/slack/enable", &bob.token, json!({}))
+        .await;
+    assert_problem(&r, 404);
 
     // Settings are validated against the schema.
     let r = app
@@ -235,9 +284,10 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
         .await;
     assert_eq!(r.status, 204);
     let market = app.get("/api/integrations/marketplace", &alice.token).await;
+    // Uninstalled, the built-in tagger runs as shipped again.
     assert_eq!(
         listed(&market.body, "keyword-tagger")["installation_state"],
-        "not_installed"
+        "enabled_by_default"
     );
     let audit = app
         .get(

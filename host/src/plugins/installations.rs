@@ -198,6 +198,46 @@ async fn audit(
     .await
 }
 
+/// Stores an installation of `plugin` approving its current version and the capabilities and
+/// hosts its manifest asks for.
+async fn insert_installation(
+    state: &AppState,
+    auth: &AuthUser,
+    workspace_id: Uuid,
+    plugin: &PluginRow,
+    settled: Settled,
+    enabled: bool,
+) -> AppResult<()> {
+    let Settled {
+        config,
+        sealed,
+        http_hosts,
+    } = settled;
+    state
+        .db
+        .execute(
+            "INSERT INTO plugin_installations (id, plugin_id, workspace_id, enabled, config, secrets,
+                http_hosts, approved_sha256, approved_capabilities, installed_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+            args![
+                new_id(),
+                plugin.id.clone(),
+                workspace_id,
+                enabled,
+                Value::Object(config),
+                sealed,
+                json!(http_hosts),
+                plugin.sha256.clone(),
+                json!(plugin.manifest.0.capabilities),
+                auth.id,
+                now()
+            ],
+        )
+        .await
+        .conflict_on_duplicate("the plugin is already installed in this workspace")?;
+    Ok(())
+}
+
 /// Installs a plugin in a workspace (enabled), approving its current version and the
 /// capabilities and hosts its manifest asks for.
 #[utoipa::path(post, path = "/api/integrations/{plugin_id}/install", tag = "plugins", security(("bearer" = [])),
@@ -221,34 +261,8 @@ async fn install(
             "the plugin is already installed in this workspace; PUT to reconfigure".into(),
         ));
     }
-    let Settled {
-        config,
-        sealed,
-        http_hosts,
-    } = settle_config(&state, &plugin.manifest.0, &req, None)?;
-    let at = now();
-    state
-        .db
-        .execute(
-            "INSERT INTO plugin_installations (id, plugin_id, workspace_id, enabled, config, secrets,
-                http_hosts, approved_sha256, approved_capabilities, installed_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
-            args![
-                new_id(),
-                plugin_id.clone(),
-                workspace_id,
-                true,
-                Value::Object(config),
-                sealed,
-                json!(http_hosts),
-                plugin.sha256.clone(),
-                json!(plugin.manifest.0.capabilities),
-                auth.id,
-                at
-            ],
-        )
-        .await
-        .conflict_on_duplicate("the plugin is already installed in this workspace")?;
+    let settled = settle_config(&state, &plugin.manifest.0, &req, None)?;
+    insert_installation(&state, &auth, workspace_id, &plugin, settled, true).await?;
     audit(&state, &auth, workspace_id, &plugin_id, "plugin.install").await?;
     let view = plugin_view(&state, &plugin_id, Some(workspace_id)).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -350,7 +364,7 @@ async fn set_enabled(
     asked: Option<Uuid>,
     enabled: bool,
 ) -> AppResult<Json<PluginView>> {
-    let (workspace_id, _) = admin_scope(state, auth, asked, plugin_id).await?;
+    let (workspace_id, plugin) = admin_scope(state, auth, asked, plugin_id).await?;
     let changed = state
         .db
         .execute(
@@ -360,7 +374,13 @@ async fn set_enabled(
         )
         .await?;
     if changed == 0 {
-        return Err(AppError::NotFound("installation"));
+        // A built-in that runs by default has no installation yet: one is made to hold the
+        // admin's choice.
+        if !(plugin.builtin && super::on_by_default(&plugin.manifest.0)) {
+            return Err(AppError::NotFound("installation"));
+        }
+        let settled = settle_config(state, &plugin.manifest.0, &InstallRequest::default(), None)?;
+        insert_installation(state, auth, workspace_id, &plugin, settled, enabled).await?;
     }
     let action = if enabled {
         "plugin.enable"

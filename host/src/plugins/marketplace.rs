@@ -69,7 +69,9 @@ pub struct PluginView {
     pub builtin: bool,
     /// The SHA-256 digest of the component.
     pub sha256: String,
-    /// `not_installed`, `enabled` or `disabled` in the workspace asked about.
+    /// `not_installed`, `enabled` or `disabled` in the workspace asked about;
+    /// `enabled_by_default` for a built-in plugin that needs no settings and no capability
+    /// beyond `log` and `config`: it runs uninstalled until an admin disables it.
     pub installation_state: String,
     pub installation: Option<Installation>,
 }
@@ -111,6 +113,7 @@ fn view(state: &AppState, plugin: PluginRow, row: Option<Installed>) -> AppResul
             })
         })
         .transpose()?;
+    let by_default = plugin.builtin && super::on_by_default(&plugin.manifest.0);
     let m = plugin.manifest.0;
     Ok(PluginView {
         id: plugin.id,
@@ -128,6 +131,7 @@ fn view(state: &AppState, plugin: PluginRow, row: Option<Installed>) -> AppResul
         builtin: plugin.builtin,
         sha256: plugin.sha256,
         installation_state: match &installation {
+            None if by_default => "enabled_by_default",
             None => "not_installed",
             Some(i) if i.enabled => "enabled",
             Some(_) => "disabled",

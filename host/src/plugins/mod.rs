@@ -215,9 +215,10 @@ pub async fn installation(db: &Db, id: Uuid) -> AppResult<Option<Installed>> {
         .await?)
 }
 
-/// A workspace's enabled installations of plugins of `kind`.
+/// The plugins of `kind` a workspace runs: its enabled installations, and the built-ins that
+/// are on by default and not installed there.
 pub async fn enabled_of_kind(db: &Db, workspace_id: Uuid, kind: Kind) -> AppResult<Vec<Installed>> {
-    Ok(db
+    let mut enabled: Vec<Installed> = db
         .fetch_all(
             &format!(
                 "{INSTALLED} WHERE i.workspace_id = $1 AND i.enabled = $2 AND p.kind = $3
@@ -225,7 +226,65 @@ pub async fn enabled_of_kind(db: &Db, workspace_id: Uuid, kind: Kind) -> AppResu
             ),
             args![workspace_id, true, kind.as_str()],
         )
-        .await?)
+        .await?;
+    let defaults: Vec<(String, String, SqlJson<Manifest>)> = db
+        .fetch_all(
+            "SELECT p.id, p.sha256, p.manifest FROM plugins p
+             WHERE p.builtin = $2 AND p.kind = $3 AND NOT EXISTS (SELECT 1 FROM plugin_installations i
+                WHERE i.plugin_id = p.id AND i.workspace_id = $1)
+             ORDER BY p.id",
+            args![workspace_id, true, kind.as_str()],
+        )
+        .await?;
+    enabled.extend(
+        defaults
+            .into_iter()
+            .filter(|(_, _, manifest)| on_by_default(&manifest.0))
+            .map(|(id, sha256, manifest)| as_shipped(workspace_id, &id, sha256, manifest)),
+    );
+    enabled.sort_by(|a, b| a.plugin_id.cmp(&b.plugin_id));
+    Ok(enabled)
+}
+
+/// Whether a built-in plugin runs in every workspace without being installed (until an admin
+/// disables it there): it needs no settings and no capability beyond `log` and `config`, so
+/// running it grants nothing an admin would have to approve.
+pub fn on_by_default(manifest: &Manifest) -> bool {
+    let needs_settings = manifest
+        .config_schema
+        .get("required")
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty());
+    !needs_settings
+        && manifest.http_hosts.is_empty()
+        && manifest
+            .capabilities
+            .iter()
+            .all(|c| matches!(c, Capability::Log | Capability::Config))
+}
+
+/// A built-in plugin as shipped, standing in for an installation in `workspace_id`.
+fn as_shipped(
+    workspace_id: Uuid,
+    plugin_id: &str,
+    sha256: String,
+    manifest: SqlJson<Manifest>,
+) -> Installed {
+    Installed {
+        installation_id: Uuid::nil(),
+        plugin_id: plugin_id.to_owned(),
+        workspace_id,
+        enabled: true,
+        config: SqlJson(Map::new()),
+        secrets: None,
+        http_hosts: SqlJson(manifest.0.http_hosts.clone()),
+        approved_sha256: sha256.clone(),
+        approved_capabilities: SqlJson(manifest.0.capabilities.clone()),
+        sha256,
+        manifest,
+        created_at: now(),
+        updated_at: now(),
+    }
 }
 
 /// The plugin a workspace runs for `plugin_id`: its installation, or for a built-in plugin not
@@ -257,21 +316,9 @@ pub async fn usable(
         )
         .await?;
     match shipped {
-        Some((sha256, manifest, true)) if manifest.0.kind == kind => Ok(Installed {
-            installation_id: Uuid::nil(),
-            plugin_id: plugin_id.to_owned(),
-            workspace_id,
-            enabled: true,
-            config: SqlJson(Map::new()),
-            secrets: None,
-            http_hosts: SqlJson(manifest.0.http_hosts.clone()),
-            approved_sha256: sha256.clone(),
-            approved_capabilities: SqlJson(manifest.0.capabilities.clone()),
-            sha256,
-            manifest,
-            created_at: now(),
-            updated_at: now(),
-        }),
+        Some((sha256, manifest, true)) if manifest.0.kind == kind => {
+            Ok(as_shipped(workspace_id, plugin_id, sha256, manifest))
+        }
         Some((_, manifest, _)) if manifest.0.kind != kind => Err(AppError::invalid(
             "plugin_id",
             format!("is not an {} plugin", kind.as_str()),
