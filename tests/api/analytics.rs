@@ -517,6 +517,15 @@ async fn ab_test_variants(app: TestApp) {
         let z = (1.0 - 0.0) / (p * (1.0 - p) * (1.0 / n_control + 1.0 / n_concise)).sqrt();
         assert!(close(&test["statistic"], z), "{test} vs {z}");
     }
+    // `project_id` names the agent as well as `agent_id` does (the rest of the API's word).
+    let by_project_id = app
+        .get(
+            &format!("/api/analytics/performance/comparison?project_id={id}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(by_project_id.status, 200, "{:?}", by_project_id.body);
+    assert_eq!(by_project_id.body["variants"], ab.body["variants"]);
     assert_problem(
         &app.get(
             "/api/analytics/performance/comparison?agent_id=00000000-0000-7000-8000-000000000000",
@@ -591,3 +600,37 @@ async fn topics_are_configurable(app: TestApp) {
     );
 }
 on_both!(topics_are_configurable);
+
+/// With no model configured every reply is unanswered, so every agent's success rate is 0:
+/// the better-rated agent is the top one, not the busier one.
+async fn a_tie_on_success_rate_goes_to_the_better_rated_agent(app: TestApp) {
+    let alice = app.register("alice").await;
+    let mut rated = Vec::new();
+    for (name, questions, rating) in [("Busy", 3, 2), ("Liked", 1, 5)] {
+        let agent = app.project(&alice, json!({"name": name})).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let session = app.create_session(&alice, &agent).await;
+        for _ in 0..questions {
+            let reply = say(&app, &alice, &session, "Where is my parcel?").await;
+            let id = reply["reply"]["id"].as_str().unwrap().to_owned();
+            let r = app
+                .post(
+                    &format!("/api/chat/sessions/{session}/messages/{id}/rating"),
+                    &alice.token,
+                    json!({"rating": rating}),
+                )
+                .await;
+            assert_eq!(r.status, 200, "{:?}", r.body);
+        }
+        rated.push(agent);
+    }
+    let dash = app
+        .get("/api/dashboard/analytics?time_range=7d", &alice.token)
+        .await;
+    let top = &dash.body["metrics"]["top_performing_agent"];
+    assert_eq!(top["success_rate"], 0.0, "{top}");
+    assert_eq!(top["id"], rated[1].as_str(), "{top}");
+}
+on_both!(a_tie_on_success_rate_goes_to_the_better_rated_agent);

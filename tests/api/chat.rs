@@ -47,6 +47,38 @@ async fn a_session_starts_active_with_the_title_and_priority_asked(app: TestApp)
     assert_eq!(created.body["priority"], "high");
     assert_eq!(created.body["config_version"], 1);
     assert_eq!(created.body["last_seq"], 0);
+    // `project_id` names the agent too, in the body and in the list's filter.
+    let by_project_id = app
+        .post(
+            "/api/chat/sessions",
+            &alice.token,
+            json!({"project_id": agent_id}),
+        )
+        .await;
+    assert_eq!(by_project_id.status, 201, "{:?}", by_project_id.body);
+    assert_eq!(by_project_id.body["agent_id"], agent_id.as_str());
+    let listed = app
+        .get(
+            &format!("/api/chat/sessions/active?project_id={agent_id}"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    let other_agent = app.agent(&alice, json!({})).await;
+    app.create_session(&alice, &other_agent).await;
+    let listed = app
+        .get(
+            &format!("/api/chat/sessions/active?project_id={agent_id}"),
+            &alice.token,
+        )
+        .await;
+    let agents = crate::helpers::column(&listed.body, "sessions", "agent_id");
+    assert_eq!(
+        agents,
+        [agent_id.as_str(), agent_id.as_str()],
+        "{:?}",
+        listed.body
+    );
 }
 on_both!(a_session_starts_active_with_the_title_and_priority_asked);
 

@@ -41,7 +41,8 @@ pub struct DashboardMetrics {
     pub avg_response_time: f64,
     /// Mean rating (1–5) over the range; null without ratings.
     pub user_satisfaction: Option<f64>,
-    /// The agent with the best success rate over the range (at least one reply).
+    /// The best agent over the range: the highest success rate, then mean rating, then
+    /// conversations; null when no agent replied in the range.
     pub top_performing_agent: Option<TopAgent>,
 }
 
@@ -108,6 +109,27 @@ struct AgentSums {
     agent_id: Uuid,
     successful_replies: i64,
     agent_replies: i64,
+    rating_sum: i64,
+    rating_count: i64,
+    conversations: i64,
+}
+
+impl AgentSums {
+    /// How agents rank: success rate, then mean rating (an agent without ratings below any
+    /// rated one), then conversations. Success rate alone ties when no model is configured
+    /// (every reply unanswered), and then a 1.8-rated agent could beat a 4.6-rated one.
+    fn rank(&self) -> (f64, f64, i64) {
+        let satisfaction = if self.rating_count > 0 {
+            ratio(self.rating_sum, self.rating_count)
+        } else {
+            f64::NEG_INFINITY
+        };
+        (
+            ratio(self.successful_replies, self.agent_replies),
+            satisfaction,
+            self.conversations,
+        )
+    }
 }
 
 /// Two narrow aggregates (by day, by agent) rather than every counter: the dashboard is the
@@ -136,7 +158,10 @@ async fn build(state: &AppState, user: Uuid, range: TimeRange) -> AppResult<Dash
         .fetch_all(
             &format!(
                 "SELECT agent_id, CAST(SUM(successful_replies) AS BIGINT) AS successful_replies,
-                    CAST(SUM(agent_replies) AS BIGINT) AS agent_replies
+                    CAST(SUM(agent_replies) AS BIGINT) AS agent_replies,
+                    CAST(SUM(rating_sum) AS BIGINT) AS rating_sum,
+                    CAST(SUM(rating_count) AS BIGINT) AS rating_count,
+                    CAST(SUM(total_conversations) AS BIGINT) AS conversations
                  FROM agent_metrics WHERE {condition} AND date >= ${from} GROUP BY agent_id"
             ),
             binds,
@@ -164,9 +189,10 @@ async fn build(state: &AppState, user: Uuid, range: TimeRange) -> AppResult<Dash
         .iter()
         .filter(|a| a.agent_replies > 0)
         .max_by(|a, b| {
-            ratio(a.successful_replies, a.agent_replies)
-                .total_cmp(&ratio(b.successful_replies, b.agent_replies))
-                .then(a.agent_replies.cmp(&b.agent_replies))
+            let (a, b) = (a.rank(), b.rank());
+            a.0.total_cmp(&b.0)
+                .then(a.1.total_cmp(&b.1))
+                .then(a.2.cmp(&b.2))
         });
     let top_performing_agent = match top {
         Some(a) => {

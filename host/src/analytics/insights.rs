@@ -108,7 +108,8 @@ async fn put_topics(
 pub struct InsightQuery {
     /// 7d, 30d (default) or 90d.
     pub time_range: Option<TimeRange>,
-    /// One agent (default: all the caller's agents).
+    /// One agent (default: all the caller's agents); `project_id` is accepted as an alias.
+    #[serde(alias = "project_id")]
     pub agent_id: Option<Uuid>,
 }
 
@@ -221,7 +222,8 @@ async fn conversations(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AbQuery {
-    /// The agent whose variants are compared.
+    /// The agent whose variants are compared; `project_id` is accepted as an alias.
+    #[serde(alias = "project_id")]
     pub agent_id: Uuid,
     pub time_range: Option<TimeRange>,
 }

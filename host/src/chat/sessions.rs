@@ -37,7 +37,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewSession {
-    /// The agent (project) to talk to; the caller must be able to see it.
+    /// The agent (project) to talk to; the caller must be able to see it. `project_id` is
+    /// accepted as an alias.
+    #[serde(alias = "project_id")]
     pub agent_id: Uuid,
     /// A conversation template: its text is sent as the first message.
     pub template_id: Option<Uuid>,
@@ -258,7 +260,8 @@ pub async fn announce_change(state: &AppState, id: Uuid) -> AppResult<()> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ActiveQuery {
-    /// Only sessions with this agent.
+    /// Only sessions with this agent; `project_id` is accepted as an alias.
+    #[serde(alias = "project_id")]
     pub agent_id: Option<Uuid>,
     /// active (default), closed, escalated or all.
     pub status: Option<String>,
