@@ -31,6 +31,16 @@ async fn upload(
     (r.status, r.body)
 }
 
+/// `POST /api/knowledge/auto-tag` of the test policy text, as `user`.
+async fn auto_tag(app: &TestApp, user: &crate::helpers::User) -> crate::helpers::Resp {
+    app.post(
+        "/api/knowledge/auto-tag",
+        &user.token,
+        json!({"text": POLICY}),
+    )
+    .await
+}
+
 fn listed<'a>(market: &'a Value, id: &str) -> &'a Value {
     market["plugins"]
         .as_array()
@@ -75,13 +85,7 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
 
     // A new workspace tags with the built-in tagger at once; its admin may turn it off (and
     // on again) without installing it first.
-    let r = app
-        .post(
-            "/api/knowledge/auto-tag",
-            &bob.token,
-            json!({"text": POLICY}),
-        )
-        .await;
+    let r = auto_tag(&app, &bob).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
         r.body["taggers"][0]["plugin_id"], "keyword-tagger",
@@ -97,13 +101,7 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
         .await;
     assert_eq!(off.status, 200, "{:?}", off.body);
     assert_eq!(off.body["installation_state"], "disabled");
-    let r = app
-        .post(
-            "/api/knowledge/auto-tag",
-            &bob.token,
-            json!({"text": POLICY}),
-        )
-        .await;
+    let r = auto_tag(&app, &bob).await;
     assert_problem(&r, 409);
     let on = app
         .post(
@@ -113,13 +111,7 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
         )
         .await;
     assert_eq!(on.body["installation_state"], "enabled", "{:?}", on.body);
-    let r = app
-        .post(
-            "/api/knowledge/auto-tag",
-            &bob.token,
-            json!({"text": POLICY}),
-        )
-        .await;
+    let r = auto_tag(&app, &bob).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     // A plugin that needs settings is not on by default, and cannot be switched on uninstalled.
     let r = app
@@ -263,13 +255,7 @@ async fn marketplace_install_and_auto_tag(app: TestApp) {
         )
         .await;
     assert_eq!(r.body["installation_state"], "disabled");
-    let r = app
-        .post(
-            "/api/knowledge/auto-tag",
-            &alice.token,
-            json!({"text": POLICY}),
-        )
-        .await;
+    let r = auto_tag(&app, &alice).await;
     assert_problem(&r, 409);
     let r = app
         .post(
@@ -332,26 +318,14 @@ async fn invocation_log_keeps_the_latest_calls(app: TestApp) {
         assert_eq!(r.status, 201, "{:?}", r.body);
     }
     // Bob's one call stays in his workspace's log, however busy Alice's is.
-    let r = app
-        .post(
-            "/api/knowledge/auto-tag",
-            &bob.token,
-            json!({"text": POLICY}),
-        )
-        .await;
+    let r = auto_tag(&app, &bob).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let mut third_call = None;
     for i in 0..5 {
         if i == 2 {
             third_call = Some(chrono::Utc::now());
         }
-        let r = app
-            .post(
-                "/api/knowledge/auto-tag",
-                &alice.token,
-                json!({"text": POLICY}),
-            )
-            .await;
+        let r = auto_tag(&app, &alice).await;
         assert_eq!(r.status, 200, "{:?}", r.body);
     }
     let log = app
