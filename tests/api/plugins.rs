@@ -1050,9 +1050,21 @@ async fn an_upload_asking_for_more_capabilities_waits_for_approval(app: TestApp)
         refused["error"].as_str().unwrap().contains("not granted"),
         "{refused}"
     );
+    // A test call's body is checked like any other: a misspelt field is refused by name.
+    let typo = app
+        .post(
+            "/api/integrations/hostile/test",
+            &admin.token,
+            json!({"txt": "kv"}),
+        )
+        .await;
+    assert_problem(&typo, 422);
     // The same bytes again, now asking for `kv`: the digest is unchanged, the grant is not.
     let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
     assert_eq!(status, 201, "{body}");
+    // The answer shows the plugin as it stands in the uploader's own workspace.
+    assert_eq!(body["installation_state"], "enabled", "{body}");
+    assert_eq!(body["installation"]["approved"], false, "{body}");
     let market = app
         .get(
             "/api/integrations/marketplace?kind=auto-tagger",

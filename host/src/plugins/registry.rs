@@ -133,7 +133,9 @@ async fn upload_plugin(
         )
         .await?;
     }
-    let view = plugin_view(&state, &manifest.id, None).await?;
+    // As the marketplace shows it by default: in the uploader's own workspace.
+    let personal = crate::access::personal_workspace(&state.db, auth.id).await?;
+    let view = plugin_view(&state, &manifest.id, personal).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

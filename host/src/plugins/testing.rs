@@ -25,6 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// The input of a test call; each kind reads its part and uses a sample for the rest.
 #[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct TestRequest {
     /// auto-tagger: the document.
     pub title: Option<String>,
