@@ -292,3 +292,41 @@ async fn every_operation_documents_the_errors_it_can_give(app: TestApp) {
     assert!(checked > 50, "only {checked} secured operations");
 }
 on_both!(every_operation_documents_the_errors_it_can_give);
+
+/// The limits the server enforces are in the document, so that clients and the fuzz run
+/// generate within them.
+async fn the_openapi_document_declares_the_enforced_limits(app: TestApp) {
+    let spec = app
+        .call(Method::GET, "/api/openapi.json", None, None)
+        .await
+        .body;
+    let schema =
+        |name: &str, field: &str| spec["components"]["schemas"][name]["properties"][field].clone();
+    let param = |path: &str, name: &str| {
+        spec["paths"][path]["get"]["parameters"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+            .map(|p| p["schema"].clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(schema("NewProject", "name")["maxLength"], 200);
+    assert_eq!(schema("ProjectUpdate", "name")["minLength"], 1);
+    assert_eq!(schema("BulkRequest", "project_ids")["maxItems"], 500);
+    assert_eq!(schema("BulkRequest", "project_ids")["minItems"], 1);
+    assert_eq!(schema("NewMessage", "content")["maxLength"], 20_000);
+    assert_eq!(schema("NewChatTemplate", "content")["maxLength"], 5_000);
+    assert_eq!(schema("SpeechRequest", "text")["maxLength"], 5_000);
+    assert_eq!(param("/api/knowledge/search", "q")["maxLength"], 500);
+    assert_eq!(param("/api/projects", "limit")["maximum"], 200);
+    assert_eq!(param("/api/projects", "limit")["minimum"], 1);
+    assert_eq!(
+        param("/api/chat/sessions/{id}/messages", "limit")["maximum"],
+        200
+    );
+    // Roles, statuses and permissions are documented by the values the API sends.
+    assert_eq!(
+        spec["components"]["schemas"]["Role"]["enum"],
+        json!(["member", "admin", "owner"])
+    );
+}
+on_both!(the_openapi_document_declares_the_enforced_limits);

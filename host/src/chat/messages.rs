@@ -44,6 +44,7 @@ pub struct MessagesQuery {
     /// Only messages after this sequence number (default 0: from the start).
     pub since: Option<i64>,
     /// 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -88,6 +89,7 @@ async fn list_messages(
 #[serde(deny_unknown_fields)]
 pub struct NewMessage {
     /// 1–20,000 characters.
+    #[schema(min_length = 1, max_length = 20000)]
     pub content: String,
 }
 

@@ -43,7 +43,8 @@ pub struct NewSession {
     pub agent_id: Uuid,
     /// A conversation template: its text is sent as the first message.
     pub template_id: Option<Uuid>,
-    /// Defaults to the template's title, or "New conversation".
+    /// 1–200 characters; defaults to the template's title, or "New conversation".
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
     pub priority: Option<Priority>,
 }
@@ -169,6 +170,8 @@ async fn get_session(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SessionUpdate {
+    /// 1–200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: Option<String>,
     pub status: Option<SessionStatus>,
     pub priority: Option<Priority>,
@@ -267,6 +270,8 @@ pub struct ActiveQuery {
     pub status: Option<String>,
     /// Text in the title.
     pub q: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

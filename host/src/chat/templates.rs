@@ -60,6 +60,8 @@ pub struct ChatTemplate {
 #[into_params(parameter_in = Query)]
 pub struct TemplateQuery {
     pub category: Option<Category>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
@@ -108,8 +110,10 @@ pub struct NewChatTemplate {
     pub workspace_id: Uuid,
     pub category: Category,
     /// 1–200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     /// 1–5,000 characters.
+    #[schema(min_length = 1, max_length = 5000)]
     pub content: String,
     #[serde(default)]
     pub description: String,

@@ -261,6 +261,7 @@ impl SpeechFormat {
 #[serde(deny_unknown_fields)]
 pub struct SpeechRequest {
     /// 1–5,000 characters.
+    #[schema(min_length = 1, max_length = 5000)]
     pub text: String,
     /// A voice name of the provider (e.g. `alloy`) or of espeak-ng (e.g. `en-us`).
     pub voice: Option<String>,

@@ -275,6 +275,8 @@ pub struct DocumentQuery {
     pub file_type: Option<FileType>,
     /// Text in the title.
     pub q: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -26,7 +26,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchQuery {
-    /// Words to find (all of them); `"a phrase"` for an exact phrase.
+    /// Words to find (all of them); `"a phrase"` for an exact phrase. 1–500 characters.
+    #[param(min_length = 1, max_length = 500)]
     pub q: String,
     /// Documents attached to this agent.
     pub project_id: Option<Uuid>,
@@ -36,6 +37,8 @@ pub struct SearchQuery {
     pub file_type: Option<FileType>,
     /// Documents changed on or after this day (YYYY-MM-DD).
     pub updated_since: Option<chrono::NaiveDate>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

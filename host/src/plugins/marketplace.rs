@@ -170,6 +170,8 @@ pub struct MarketplaceQuery {
     pub category: Option<String>,
     /// Text in the name or description.
     pub q: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -177,6 +177,8 @@ pub struct InvocationQuery {
     /// The workspace whose calls to list (its owners and admins); instance admins may leave
     /// it out to see every workspace's.
     pub workspace_id: Option<Uuid>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

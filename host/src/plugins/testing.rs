@@ -44,8 +44,9 @@ pub struct TestResult {
     /// `ok` or `error`.
     pub status: String,
     pub duration_ms: f64,
-    /// What the plugin returned, as JSON (files as base64 with their type and name).
-    #[schema(value_type = Object)]
+    /// What the plugin returned, as JSON (files as base64 with their type and name); null
+    /// when the call failed.
+    #[schema(value_type = Option<Object>)]
     pub output: Value,
     /// The events the plugin emitted.
     #[schema(value_type = Vec<Object>)]

@@ -67,6 +67,7 @@ impl BulkAction {
 pub struct BulkRequest {
     pub action: BulkAction,
     /// 1–500 project ids.
+    #[schema(min_items = 1, max_items = 500)]
     pub project_ids: Vec<Uuid>,
     /// For `update_settings` only: keys merged into each project's settings
     /// (a `null` value removes the key).

@@ -100,6 +100,7 @@ pub fn validate_object(
 #[serde(deny_unknown_fields)]
 pub struct NewProject {
     /// 1–200 characters; may be left out when `template_id` gives one.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
@@ -227,6 +228,8 @@ async fn get_project(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectUpdate {
+    /// 1–200 characters.
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
     pub description: Option<String>,
     pub tags: Option<Vec<String>>,
@@ -390,6 +393,8 @@ pub struct ProjectListQuery {
     pub workspace_id: Option<Uuid>,
     /// Include archived projects (default false).
     pub include_archived: Option<bool>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

@@ -43,6 +43,8 @@ pub struct AgentTemplate {
 pub struct TemplateQuery {
     /// customer_support, sales, hr or general.
     pub category: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }

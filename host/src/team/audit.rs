@@ -62,6 +62,8 @@ pub struct AuditQuery {
     pub workspace_id: Option<Uuid>,
     /// Only entries whose action starts with this, e.g. `project.bulk`.
     pub action: Option<String>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<i64>,
     pub cursor: Option<String>,
 }
