@@ -412,6 +412,41 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["builtin"], false);
+    // Other bytes under the stored version, or an older version, need `force=true`.
+    let mut rebuilt = HOSTILE_WASM.to_vec();
+    rebuilt.extend_from_slice(&[0x00, 0x06, 0x05, b'n', b'o', b't', b'e', b'!']);
+    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, &rebuilt, None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["detail"].as_str().unwrap().contains("force"), "{body}");
+    let older = HOSTILE_MANIFEST.replace("version = \"0.1.0\"", "version = \"0.0.9\"");
+    assert_ne!(older, HOSTILE_MANIFEST, "the test manifest changed");
+    let (status, body) = upload(&app, &admin.token, &older, HOSTILE_WASM, None).await;
+    assert_eq!(status, 409, "{body}");
+    let forced = reqwest::multipart::Form::new()
+        .text("manifest", HOSTILE_MANIFEST.to_owned())
+        .part(
+            "wasm",
+            reqwest::multipart::Part::bytes(rebuilt).file_name("plugin.wasm"),
+        )
+        .text("force", "true");
+    let r = app.multipart("/api/plugins", &admin.token, forced).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
+    assert_eq!(
+        status, 409,
+        "the forced bytes are now the stored ones: {body}"
+    );
+    let forced_back = reqwest::multipart::Form::new()
+        .text("manifest", HOSTILE_MANIFEST.to_owned())
+        .part(
+            "wasm",
+            reqwest::multipart::Part::bytes(HOSTILE_WASM.to_vec()).file_name("plugin.wasm"),
+        )
+        .text("force", "true");
+    let r = app
+        .multipart("/api/plugins", &admin.token, forced_back)
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
     let r = app
         .post("/api/integrations/hostile/install", &admin.token, json!({}))
         .await;

@@ -6,6 +6,7 @@ use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sqlx::types::Json as SqlJson;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -19,6 +20,7 @@ use crate::auth::{AuthUser, InstanceAdmin};
 use crate::db::{Arg, Page, PageQuery};
 use crate::error::{AppError, AppPath, AppQuery, AppResult};
 use crate::infra::hashing::hash_bytes;
+use crate::infra::sandbox::manifest::version_parts;
 use crate::state::AppState;
 
 /// The largest component accepted.
@@ -30,6 +32,31 @@ pub fn router() -> OpenApiRouter<AppState> {
         .layer(DefaultBodyLimit::max(MAX_WASM_BYTES + 256 * 1024))
         .routes(routes!(delete_plugin))
         .routes(routes!(list_invocations))
+}
+
+/// An upgrade must say what it is: other bytes under the version already stored, or an older
+/// version, replace the package only with `force=true` (a 409 says which).
+fn refuse_silent_replacement(
+    new: &Manifest,
+    new_digest: &str,
+    stored: &Manifest,
+    stored_digest: &str,
+) -> AppResult<()> {
+    let (new_version, stored_version) =
+        (version_parts(&new.version), version_parts(&stored.version));
+    if new_version < stored_version {
+        return Err(AppError::Conflict(format!(
+            "version {} is older than the stored {}: send `force=true` to downgrade",
+            new.version, stored.version
+        )));
+    }
+    if new_version == stored_version && new_digest != stored_digest {
+        return Err(AppError::Conflict(format!(
+            "version {} is already stored with other bytes: raise the version, or send `force=true`",
+            new.version
+        )));
+    }
+    Ok(())
 }
 
 /// Records `action` in the audit log of every workspace that has `plugin_id` installed.
@@ -57,7 +84,7 @@ async fn audit_installations(
 /// upgrades the plugin; installations keep running the version their admin approved until
 /// they approve the new one.
 #[utoipa::path(post, path = "/api/plugins", tag = "plugins", security(("bearer" = [])),
-    request_body(content_type = "multipart/form-data", description = "`manifest`, `wasm`, optional `sha256`"),
+    request_body(content_type = "multipart/form-data", description = "`manifest`, `wasm`, optional `sha256`, optional `force` (`true` replaces a stored version with other bytes, or downgrades)"),
     responses((status = 201, body = PluginView), (status = 403, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)))]
@@ -66,7 +93,7 @@ async fn upload_plugin(
     InstanceAdmin(auth): InstanceAdmin,
     mut form: Multipart,
 ) -> AppResult<(StatusCode, Json<PluginView>)> {
-    let (mut manifest_text, mut wasm, mut expected) = (None, None, None);
+    let (mut manifest_text, mut wasm, mut expected, mut force) = (None, None, None, false);
     while let Some(mut field) = form.next_field().await? {
         match field.name().unwrap_or_default() {
             "wasm" => {
@@ -81,6 +108,7 @@ async fn upload_plugin(
             }
             "manifest" => manifest_text = Some(field.text().await?),
             "sha256" => expected = Some(field.text().await?),
+            "force" => force = field.text().await?.trim() == "true",
             other => {
                 return Err(AppError::invalid(
                     other,
@@ -102,25 +130,30 @@ async fn upload_plugin(
             format!("the package's digest is {digest}, not {expected}: refused as tampered"),
         ));
     }
-    let previous: Option<(bool, String)> = state
+    let previous: Option<(bool, String, SqlJson<Manifest>)> = state
         .db
         .fetch_optional(
-            "SELECT builtin, sha256 FROM plugins WHERE id = $1",
+            "SELECT builtin, sha256, manifest FROM plugins WHERE id = $1",
             args![manifest.id.clone()],
         )
         .await?;
-    if previous.as_ref().is_some_and(|(builtin, _)| *builtin) {
+    if previous.as_ref().is_some_and(|(builtin, _, _)| *builtin) {
         return Err(AppError::Conflict(format!(
             "`{}` is a built-in plugin; choose another id",
             manifest.id
         )));
+    }
+    if let Some((_, old_digest, old)) = &previous
+        && !force
+    {
+        refuse_silent_replacement(&manifest, &digest, &old.0, old_digest)?;
     }
     state
         .plugins
         .prepare(&digest, manifest.kind, manifest.format, &wasm)
         .map_err(|e| AppError::invalid("wasm", e.to_string()))?;
     super::store_package(&state.db, &manifest, &digest, &wasm, Some(auth.id)).await?;
-    if let Some((_, old)) = &previous
+    if let Some((_, old, _)) = &previous
         && *old != digest
     {
         state.plugins.evict(old);

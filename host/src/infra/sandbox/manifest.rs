@@ -106,7 +106,8 @@ fn first_version() -> String {
     "0.1.0".into()
 }
 
-fn version_parts(v: &str) -> Option<(u64, u64, u64)> {
+/// `major.minor.patch` as numbers, for ordering versions.
+pub fn version_parts(v: &str) -> Option<(u64, u64, u64)> {
     let mut parts = v.trim().split('.').map(|p| p.parse::<u64>().ok());
     Some((
         parts.next()??,
