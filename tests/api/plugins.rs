@@ -398,6 +398,13 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, b"\0asm garbage", None).await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "wasm");
+    // Nor is the text format, which the engine could compile.
+    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, b"(component)", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("text format"),
+        "{body}"
+    );
     // A bad manifest names its field.
     let (status, body) = upload(
         &app,

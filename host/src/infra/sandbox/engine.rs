@@ -112,6 +112,13 @@ impl Runtime {
         if self.is_loaded(digest) {
             return Ok(());
         }
+        // wasmtime and Extism would also compile the text format: a package is a binary.
+        if !wasm.starts_with(b"\0asm") {
+            return Err(PluginError::Invalid {
+                kind: kind.as_str(),
+                reason: "not a WebAssembly binary (the text format is not accepted)".into(),
+            });
+        }
         if format == PackageFormat::Extism {
             return self.extism.prepare(digest, kind, wasm, self.limits);
         }
