@@ -98,6 +98,14 @@ pub struct Manifest {
     pub instructions: String,
 }
 
+/// The 1-based line and column (in characters) of a byte offset of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
 fn empty_schema() -> Value {
     serde_json::json!({"type": "object", "properties": {}})
 }
@@ -120,9 +128,13 @@ impl Manifest {
     /// Parses and checks a manifest; the errors name the field.
     pub fn parse(text: &str) -> Result<Manifest, Vec<FieldError>> {
         let manifest: Manifest = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(String::new(), |span| {
+                let (line, column) = line_and_column(text, span.start);
+                format!(" (line {line}, column {column})")
+            });
             vec![FieldError::new(
                 "manifest",
-                format!("is not a valid nova-plugin.toml: {}", e.message()),
+                format!("is not a valid nova-plugin.toml{at}: {}", e.message()),
             )]
         })?;
         let mut errors = Vec::new();
@@ -342,6 +354,24 @@ mod tests {
         minimum = 1
         maximum = 5
     "#;
+
+    #[test]
+    fn toml_errors_say_where() {
+        let broken = "id = \"x\"\nname = \"X\"\nversion = 0.1.0\n";
+        let errors = Manifest::parse(broken).unwrap_err();
+        assert!(
+            errors[0].message.contains("(line 3, column "),
+            "{}",
+            errors[0].message
+        );
+        let unknown = "id = \"x\"\nnmae = \"X\"\n";
+        let errors = Manifest::parse(unknown).unwrap_err();
+        assert!(
+            errors[0].message.contains("line 2"),
+            "{}",
+            errors[0].message
+        );
+    }
 
     #[test]
     fn settings_are_checked_against_the_schema() {
