@@ -1332,67 +1332,47 @@ async fn a_pdf_that_inflates_past_the_total_budget_fails_alone(app: TestApp) {
 }
 on_both!(a_pdf_that_inflates_past_the_total_budget_fails_alone);
 
-/// One worker, busy with one user's large upload while the same user queues eight exports,
-/// then another user's upload: it is taken at its owner's first turn, right after the job
-/// running, not after every export queued before it.
+/// One worker; one user queues twenty files at once (twenty jobs in one transaction), then
+/// another user one file: it is taken at its owner's first turn, next to the first files of
+/// the long queue, not after all twenty.
 async fn jobs_are_fair_between_users(app: TestApp) {
+    use reqwest::multipart::{Form, Part};
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
-    let large = REFUNDS.repeat(3 * 1024 * 1024 / REFUNDS.len());
-    let form = reqwest::multipart::Form::new().part(
-        "files",
-        reqwest::multipart::Part::bytes(large.into_bytes()).file_name("large.txt"),
-    );
-    let (status, body) = upload(&app, &alice.token, form).await;
-    assert_eq!(status, 202, "{body:?}");
-    let mut exports = Vec::new();
-    for _ in 0..8 {
-        let r = app
-            .post(
-                "/api/analytics/export",
-                &alice.token,
-                json!({"format": "pdf"}),
-            )
-            .await;
-        assert_eq!(r.status, 202, "{:?}", r.body);
-        exports.push(r.body["id"].as_str().unwrap().to_owned());
+    let mut many = Form::new();
+    for i in 0..20 {
+        let text = format!("{REFUNDS}\n\nNote number {i}.");
+        many = many.part(
+            "files",
+            Part::bytes(text.into_bytes()).file_name(format!("note-{i}.md")),
+        );
     }
-    let form = reqwest::multipart::Form::new().part(
-        "files",
-        reqwest::multipart::Part::bytes(REFUNDS.as_bytes().to_vec()).file_name("returns.md"),
-    );
-    let (status, body) = upload(&app, &bob.token, form).await;
+    let (status, body) = upload(&app, &alice.token, many).await;
     assert_eq!(status, 202, "{body:?}");
-    let upload_id = body["upload_id"].as_str().unwrap();
-    let done = until_done(&app, &bob.token, upload_id).await;
-    assert_eq!(done["files"][0]["status"], "indexed", "{done:?}");
-    let bobs_done: chrono::DateTime<chrono::Utc> =
-        serde_json::from_value(done["files"][0]["updated_at"].clone()).unwrap();
-    let mut finished_before = 0;
-    for id in &exports {
-        let mut export = app
-            .get(&format!("/api/analytics/export/{id}"), &alice.token)
-            .await;
-        for _ in 0..300 {
-            if export.body["status"] == "done" {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            export = app
-                .get(&format!("/api/analytics/export/{id}"), &alice.token)
-                .await;
-        }
-        assert_eq!(export.body["status"], "done", "{:?}", export.body);
-        let at: chrono::DateTime<chrono::Utc> =
-            serde_json::from_value(export.body["updated_at"].clone()).unwrap();
-        if at < bobs_done {
-            finished_before += 1;
-        }
-    }
-    // First come, first served would finish all eight first.
+    let alices = body["upload_id"].as_str().unwrap().to_owned();
+    let one = Form::new().part(
+        "files",
+        Part::bytes(b"Opening hours: nine to five.".to_vec()).file_name("hours.md"),
+    );
+    let (status, body) = upload(&app, &bob.token, one).await;
+    assert_eq!(status, 202, "{body:?}");
+    let bobs = until_done(&app, &bob.token, body["upload_id"].as_str().unwrap()).await;
+    let alices = until_done(&app, &alice.token, &alices).await;
+    let finished = |file: &serde_json::Value| -> chrono::DateTime<chrono::Utc> {
+        assert_eq!(file["status"], "indexed", "{file}");
+        serde_json::from_value(file["updated_at"].clone()).unwrap()
+    };
+    let bobs_done = finished(&bobs["files"][0]);
+    let after_bob = alices["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| finished(f) > bobs_done)
+        .count();
+    // First come, first served would finish all twenty first.
     assert!(
-        finished_before <= 1,
-        "{finished_before} of alice's exports went first"
+        after_bob >= 10,
+        "only {after_bob} of alice's 20 files went after bob's"
     );
 }
 on_both!(jobs_are_fair_between_users, |c| c.job_workers = 1);
