@@ -1408,15 +1408,8 @@ fn prose(bytes: usize, seed: u64, last: &str) -> String {
 /// timeout, and every chunk is written in the end (the last sentence of each file is found).
 async fn large_uploads_leave_logins_and_chat_working(app: TestApp) {
     let alice = app.register("alice").await;
-    let agent = app.project(&alice, json!({"name": "Support"})).await;
-    let session = app
-        .post(
-            "/api/chat/sessions",
-            &alice.token,
-            json!({"agent_id": agent["id"]}),
-        )
-        .await;
-    let session_id = session.body["id"].as_str().unwrap().to_owned();
+    let agent = app.agent(&alice, json!({})).await;
+    let session_id = app.create_session(&alice, &agent).await;
     let mut form = reqwest::multipart::Form::new();
     for (i, last) in [
         "Zebracorn closes the first file.",
