@@ -135,6 +135,8 @@ pub struct Config {
     pub job_lease_secs: i64,
     /// `NOVA_JOB_WORKERS`: how many background jobs this host runs at once.
     pub job_workers: u32,
+    /// `NOVA_EVENT_RETENTION_DAYS`: how long the event log keeps an event.
+    pub event_retention_days: i64,
     /// `NOVA_PLUGIN_TIMEOUT_MS`: the wall-clock deadline of one plugin call (its host calls
     /// included); past it the plugin is stopped.
     pub plugin_timeout_ms: u64,
@@ -188,6 +190,7 @@ impl Default for Config {
             .collect(),
             job_lease_secs: 30,
             job_workers: 2,
+            event_retention_days: 90,
             plugin_timeout_ms: 1_000,
             plugin_memory_mb: 64,
             plugin_log_keep: 10_000,
@@ -228,6 +231,7 @@ struct FileConfig {
     model_prices: Option<String>,
     job_lease_secs: Option<i64>,
     job_workers: Option<u32>,
+    event_retention_days: Option<i64>,
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mb: Option<u64>,
     plugin_log_keep: Option<u64>,
@@ -425,6 +429,13 @@ impl Config {
             file.job_workers,
             c.job_workers,
             1..=64,
+        )?;
+        c.event_retention_days = number(
+            "NOVA_EVENT_RETENTION_DAYS",
+            env("NOVA_EVENT_RETENTION_DAYS"),
+            file.event_retention_days,
+            c.event_retention_days,
+            1..=3650,
         )?;
         c.plugin_timeout_ms = number(
             "NOVA_PLUGIN_TIMEOUT_MS",

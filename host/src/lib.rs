@@ -15,7 +15,9 @@ pub mod access;
 pub mod auth;
 // Layer 4: the sections of the API.
 pub mod analytics;
+pub mod automations;
 pub mod chat;
+pub mod events;
 pub mod knowledge;
 pub mod plugins;
 pub mod projects;
@@ -49,6 +51,15 @@ pub async fn serve(
         },
         state.config.job_workers,
     );
+    infra::eventlog::spawn(infra::eventlog::Runner {
+        db: state.db.clone(),
+        bus: state.bus.clone(),
+        lease: chrono::Duration::seconds(state.config.job_lease_secs),
+        retention_days: state.config.event_retention_days,
+        consumers: event_consumers(&state),
+        shutdown: state.shutdown.clone(),
+    })
+    .await?;
     let sockets = state.clone();
     // The peer address keys the per-address rate limits (login, registration).
     axum::serve(
@@ -67,6 +78,15 @@ pub async fn serve(
         .await;
     state.db.close().await;
     Ok(())
+}
+
+/// The event log's consumers: each reads every event once, from a position of its own.
+fn event_consumers(state: &AppState) -> Vec<std::sync::Arc<dyn infra::eventlog::Consumer>> {
+    vec![
+        std::sync::Arc::new(automations::engine::RuleEngine(state.clone())),
+        std::sync::Arc::new(plugins::IntegrationSubscriptions(state.clone())),
+        std::sync::Arc::new(team::activity::ActivityFeed(state.clone())),
+    ]
 }
 
 /// The background job kinds and their handlers.

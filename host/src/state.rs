@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::infra::bus::EventBus;
 use crate::infra::cache::Cache;
+use crate::infra::eventlog::EventLog;
 use crate::infra::metrics::Metrics;
 use crate::infra::outbound::Outbound;
 use crate::infra::ratelimit::RateLimiter;
@@ -21,6 +22,8 @@ pub struct AppState {
     /// The link to Redis when `REDIS_URL` is set (shared by the limiter, bus and cache).
     pub redis: Option<RedisLink>,
     pub bus: EventBus,
+    /// The event log: commits that recorded events go through it to wake its consumers.
+    pub events: EventLog,
     /// Cached analytics answers.
     pub cache: Cache,
     pub secrets: SecretBox,
@@ -117,6 +120,7 @@ impl AppState {
             db,
             rate_limiter,
             redis,
+            events: EventLog::new(bus.clone()),
             bus,
             cache,
             secrets,

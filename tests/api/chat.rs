@@ -1,7 +1,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, User, assert_problem, column, connect, mock_ai, next_event};
+use crate::helpers::{TestApp, User, assert_problem, column, connect, mock_ai, next_event_of};
 use crate::on_both;
 
 /// Alice, her agent (no provider, a fallback message) and a session of hers with it.
@@ -558,7 +558,7 @@ async fn openai_compatible_provider(app: TestApp) {
         );
         assert_eq!(r.body["results"]["reply"]["status"], "error");
         assert_eq!(r.body["results"]["message"]["content"], "are you there?");
-        let event = next_event(&mut notifications).await;
+        let event = next_event_of(&mut notifications, "notification").await;
         assert_eq!(event["type"], "notification");
         assert_eq!(event["kind"], "agent_error");
         assert_eq!(event["session_id"], id.as_str());

@@ -214,6 +214,21 @@ async fn start(
 }
 
 impl TestApp {
+    /// A client of a host running elsewhere (a `nova` process started by [`start_nova`]).
+    pub fn at(base: &str) -> TestApp {
+        TestApp {
+            base: base.to_owned(),
+            client: reqwest::Client::new(),
+            backend: Backend::Sqlite,
+            database_url: String::new(),
+            inner: Arc::new(Guard {
+                shutdown: std::sync::Mutex::new(None),
+                _dir: tempfile::tempdir().expect("temp dir"),
+                pg_database: None,
+            }),
+        }
+    }
+
     /// Another host ("replica") on the same database, configured by `configure`.
     pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -550,6 +565,17 @@ pub async fn connect(url: &str) -> Result<Socket, u16> {
 }
 
 /// The next JSON event from a socket (pings skipped), within 10 s.
+/// The next event of `kind` on `socket`, skipping the others (a notification socket also carries
+/// the caller's activity feed).
+pub async fn next_event_of(socket: &mut Socket, kind: &str) -> Value {
+    loop {
+        let event = next_event(socket).await;
+        if event["type"] == kind {
+            return event;
+        }
+    }
+}
+
 pub async fn next_event(socket: &mut Socket) -> Value {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;

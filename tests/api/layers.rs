@@ -11,8 +11,8 @@ fn layer_of(module: &str) -> Option<u8> {
         "config" | "db" | "error" | "args" | "text_enum" => 1,
         "infra" | "state" => 2,
         "access" | "auth" => 3,
-        "analytics" | "chat" | "knowledge" | "plugins" | "projects" | "realtime" | "team"
-        | "user" => 4,
+        "analytics" | "automations" | "chat" | "events" | "knowledge" | "plugins" | "projects"
+        | "realtime" | "team" | "user" => 4,
         "http" => 5,
         _ => return None,
     })

@@ -4,6 +4,7 @@ mod helpers;
 
 mod analytics;
 mod auth;
+mod automations;
 mod bulk;
 mod chat;
 mod cli;

@@ -21,6 +21,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppResult};
+use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::infra::jobs::{JobFuture, JobHandler};
 use crate::infra::sandbox::Report;
 use crate::plugins::{Call, Kind, Output, invoke, usable};
@@ -290,6 +291,36 @@ struct ExportJob {
     status: String,
 }
 
+/// Stores the rendered file with its `analytics.export.completed` event.
+async fn record_done(
+    state: &AppState,
+    id: Uuid,
+    job: &ExportJob,
+    file: crate::infra::sandbox::File,
+    download_url: &str,
+) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    tx.execute(
+        "UPDATE analytics_exports SET status = 'done', progress = 100, content_type = $1, file_name = $2,
+            file = $3, updated_at = $4 WHERE id = $5",
+        args![file.content_type, file.file_name, file.bytes, now(), id],
+    )
+    .await?;
+    eventlog::record(
+        &mut tx,
+        &Cause::user(job.requested_by),
+        NewEvent {
+            workspace_id: job.workspace_id,
+            project_id: None,
+            kind: "analytics.export.completed",
+            subject: Subject::new("export", id, None),
+            data: json!({"export_id": id, "format": job.plugin_id, "download_url": download_url}),
+        },
+    )
+    .await?;
+    state.events.commit(tx).await
+}
+
 async fn set_progress(
     state: &AppState,
     id: Uuid,
@@ -405,16 +436,17 @@ async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
             let Output::File(file) = done.output else {
                 return Err("the exporter returned no file".into());
             };
-            state
-                .db
-                .execute(
-                    "UPDATE analytics_exports SET status = 'done', progress = 100, content_type = $1, file_name = $2,
-                        file = $3, updated_at = $4 WHERE id = $5",
-                    args![file.content_type, file.file_name, file.bytes, now(), id],
-                )
+            let download_url = format!("/api/analytics/export/{id}/file");
+            record_done(state, id, &job, file, &download_url)
                 .await
                 .map_err(|e| e.to_string())?;
-            notify(state, job.requested_by, "export.done", json!({"export_id": id, "download_url": format!("/api/analytics/export/{id}/file")})).await;
+            notify(
+                state,
+                job.requested_by,
+                "export.done",
+                json!({"export_id": id, "download_url": download_url}),
+            )
+            .await;
         }
         // A plugin's failure is the export's result, not a reason to retry the job.
         Err(reason) => fail(state, id, &job, reason).await?,

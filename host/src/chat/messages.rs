@@ -21,8 +21,9 @@ use super::{
 use crate::analytics::rollup::{self, Day, Reading, Rollup};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Cursor, Page, new_id, now};
+use crate::db::{Cursor, Page, Tx, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::knowledge::answer::{self, Citation};
 use crate::projects::queries as projects;
 use crate::realtime::notify;
@@ -142,11 +143,13 @@ enum Entry<'a> {
         latency_ms: i64,
         model: &'a str,
         citations: &'a [Citation],
+        /// Why the provider failed, for a reply with status `error`.
+        error: Option<&'a str>,
     },
 }
 
-/// Stores a message with the session's next sequence number, adds it to the rollups in the
-/// same transaction, and publishes it.
+/// Stores a message with the session's next sequence number, adds it to the rollups and the
+/// event log in the same transaction, and publishes it.
 async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppResult<Message> {
     let id = new_id();
     let at = now();
@@ -213,6 +216,7 @@ async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppRes
             latency_ms,
             model,
             citations,
+            ..
         } => {
             tx.execute(
                 insert,
@@ -255,13 +259,66 @@ async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppRes
             args![id],
         )
         .await?;
-    tx.commit().await?;
+    record_message_events(&mut tx, session, &message, &entry).await?;
+    state.events.commit(tx).await?;
     crate::analytics::invalidate(state, session.workspace_id).await;
     state
         .bus
         .publish(&format!("chat:{}", session.id), &message_event(&message))
         .await;
     Ok(message)
+}
+
+/// `chat.message.created` for a stored message, and `agent.error` for a failed reply.
+async fn record_message_events(
+    tx: &mut Tx,
+    session: &Session,
+    message: &Message,
+    entry: &Entry<'_>,
+) -> AppResult<()> {
+    let cause = match entry {
+        Entry::User { author, .. } => Cause::user(*author),
+        Entry::Agent { .. } => Cause::agent(session.agent_id),
+    };
+    let subject = Subject::new("chat_message", message.id, Some(session.title.clone()));
+    let event = |kind, data| NewEvent {
+        workspace_id: session.workspace_id,
+        project_id: Some(session.agent_id),
+        kind,
+        subject: subject.clone(),
+        data,
+    };
+    eventlog::record(
+        tx,
+        &cause,
+        event(
+            "chat.message.created",
+            json!({
+                "session_id": session.id, "project_id": session.agent_id, "message_id": message.id,
+                "seq": message.seq, "role": message.role, "content": message.content,
+                "status": message.status, "sentiment": message.sentiment, "intent": message.intent,
+                "latency_ms": message.latency_ms,
+                "latency_seconds": message.latency_ms.map(|ms| ms as f64 / 1000.0),
+            }),
+        ),
+    )
+    .await?;
+    if let Entry::Agent {
+        error: Some(error), ..
+    } = entry
+    {
+        eventlog::record(
+            tx,
+            &cause,
+            event(
+                "agent.error",
+                json!({"session_id": session.id, "project_id": session.agent_id,
+                       "message_id": message.id, "error": error}),
+            ),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// One turn: the user's message, then the agent's reply.
@@ -360,6 +417,7 @@ pub async fn converse(
                     latency_ms,
                     model: provider.model(),
                     citations: &knowledge.citations,
+                    error: None,
                 },
             )
             .await?;
@@ -531,6 +589,7 @@ impl Failure<'_> {
                 latency_ms: self.latency_ms,
                 model: self.model,
                 citations: &[],
+                error: Some(&problem),
             },
         )
         .await?;
@@ -630,7 +689,20 @@ async fn rate_message(
             args![message_id],
         )
         .await?;
-    tx.commit().await?;
+    eventlog::record(
+        &mut tx,
+        &Cause::user(auth.id),
+        NewEvent {
+            workspace_id: session.workspace_id,
+            project_id: Some(session.agent_id),
+            kind: "chat.message.rated",
+            subject: Subject::new("chat_message", message_id, Some(session.title.clone())),
+            data: json!({"session_id": session.id, "project_id": session.agent_id,
+                         "message_id": message_id, "rating": req.rating}),
+        },
+    )
+    .await?;
+    state.events.commit(tx).await?;
     crate::analytics::invalidate(&state, session.workspace_id).await;
     state
         .bus

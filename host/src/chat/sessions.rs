@@ -22,6 +22,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Arg, Cursor, Page, PageQuery, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::projects::queries as projects;
 use crate::realtime::{SocketTicket, issue_ticket, notify};
 use crate::state::AppState;
@@ -116,7 +117,7 @@ async fn create_session(
             project.workspace_id,
             auth.id,
             project.id,
-            title,
+            title.clone(),
             req.priority.unwrap_or(Priority::Normal).as_str(),
             project.version,
             req.template_id,
@@ -136,7 +137,19 @@ async fn create_session(
         variant.as_deref().unwrap_or_default(),
     );
     rollup.apply(&mut tx).await?;
-    tx.commit().await?;
+    eventlog::record(
+        &mut tx,
+        &Cause::user(auth.id),
+        NewEvent {
+            workspace_id: project.workspace_id,
+            project_id: Some(project.id),
+            kind: "chat.session.created",
+            subject: Subject::new("chat_session", id, Some(title.clone())),
+            data: json!({"session_id": id, "project_id": project.id, "title": title}),
+        },
+    )
+    .await?;
+    state.events.commit(tx).await?;
     crate::analytics::invalidate(&state, project.workspace_id).await;
     let mut opened = Vec::new();
     if let Some(t) = template {
@@ -188,55 +201,118 @@ async fn update_session(
     AppJson(req): AppJson<SessionUpdate>,
 ) -> AppResult<Json<Session>> {
     let current = load_session(&state.db, id, auth.id).await?;
-    let title = match &req.title {
-        Some(t) => validate_title(t)?,
-        None => current.title.clone(),
+    let title = req.title.as_deref().map(validate_title).transpose()?;
+    let change = SessionChange {
+        title,
+        status: req.status,
+        priority: req.priority,
+        reason: None,
     };
-    let status = req.status.unwrap_or(current.status).as_str();
-    let priority = req.priority.unwrap_or(current.priority).as_str();
-    state
-        .db
-        .execute(
-            "UPDATE chat_sessions SET title = $2, status = $3, priority = $4, updated_at = $5 WHERE id = $1",
-            args![id, title, status, priority, now()],
-        )
-        .await?;
-    announce_change(&state, id).await?;
+    apply_change(&state, &Cause::user(auth.id), &current, change).await?;
     Ok(Json(load_session(&state.db, id, auth.id).await?))
 }
 
-/// A change a plugin may make to a session.
-pub enum SessionChange {
-    Status(SessionStatus),
-    Priority(Priority),
+/// A change to a session's title, status or priority (`None` leaves a field as it is).
+#[derive(Debug, Default)]
+pub struct SessionChange {
+    pub title: Option<String>,
+    pub status: Option<SessionStatus>,
+    pub priority: Option<Priority>,
+    /// Why, for an escalation by a rule or plugin.
+    pub reason: Option<String>,
 }
 
-/// Changes a session of `workspace_id` (on behalf of a plugin installed there) and announces
-/// it; `false` when the workspace holds no such session.
+/// Changes a session of `workspace_id` (on behalf of a plugin installed there, or a rule of
+/// it) and announces it; `false` when the workspace holds no such session.
 pub async fn change_in_workspace(
     state: &AppState,
+    cause: &Cause,
     workspace_id: Uuid,
     session_id: Uuid,
     change: SessionChange,
 ) -> AppResult<bool> {
-    let (column, value) = match change {
-        SessionChange::Status(status) => ("status", status.as_str()),
-        SessionChange::Priority(priority) => ("priority", priority.as_str()),
-    };
-    let changed = state
+    let session: Option<Session> = state
         .db
-        .execute(
+        .fetch_optional(
             &format!(
-                "UPDATE chat_sessions SET {column} = $1, updated_at = $2 WHERE id = $3 AND workspace_id = $4"
+                "SELECT {SESSION_COLUMNS} FROM chat_sessions s
+                 JOIN (SELECT CAST(0 AS BIGINT) AS last_read_seq) c ON 1 = 1
+                 WHERE s.id = $1 AND s.workspace_id = $2"
             ),
-            args![value, now(), session_id, workspace_id],
+            args![session_id, workspace_id],
         )
         .await?;
-    if changed == 0 {
+    let Some(session) = session else {
         return Ok(false);
-    }
-    announce_change(state, session_id).await?;
+    };
+    apply_change(state, cause, &session, change).await?;
     Ok(true)
+}
+
+/// Writes what `change` changes of `current` with its events (`chat.session.updated`, and
+/// `chat.session.closed` or `…escalated` when the status became that), then announces it.
+/// A change that changes nothing writes nothing.
+async fn apply_change(
+    state: &AppState,
+    cause: &Cause,
+    current: &Session,
+    change: SessionChange,
+) -> AppResult<()> {
+    let title = change.title.unwrap_or_else(|| current.title.clone());
+    let status = change.status.unwrap_or(current.status);
+    let priority = change.priority.unwrap_or(current.priority);
+    let changes: Vec<&str> = [
+        (title != current.title, "title"),
+        (status != current.status, "status"),
+        (priority != current.priority, "priority"),
+    ]
+    .into_iter()
+    .filter_map(|(changed, field)| changed.then_some(field))
+    .collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let mut tx = state.db.begin().await?;
+    tx.execute(
+        "UPDATE chat_sessions SET title = $2, status = $3, priority = $4, updated_at = $5 WHERE id = $1",
+        args![current.id, title.clone(), status.as_str(), priority.as_str(), now()],
+    )
+    .await?;
+    let base = json!({"session_id": current.id, "project_id": current.agent_id, "title": title});
+    let mut events = vec![("chat.session.updated", {
+        let mut data = base.clone();
+        data["status"] = json!(status);
+        data["priority"] = json!(priority);
+        data["changes"] = json!(changes);
+        data
+    })];
+    if status != current.status {
+        match status {
+            SessionStatus::Closed => events.push(("chat.session.closed", base.clone())),
+            SessionStatus::Escalated => {
+                let mut data = base.clone();
+                data["reason"] = json!(change.reason);
+                events.push(("chat.session.escalated", data));
+            }
+            SessionStatus::Active => {}
+        }
+    }
+    for (kind, data) in events {
+        eventlog::record(
+            &mut tx,
+            cause,
+            NewEvent {
+                workspace_id: current.workspace_id,
+                project_id: Some(current.agent_id),
+                kind,
+                subject: Subject::new("chat_session", current.id, Some(title.clone())),
+                data,
+            },
+        )
+        .await?;
+    }
+    state.events.commit(tx).await?;
+    announce_change(state, current.id).await
 }
 
 /// Tells a session's sockets that its title, status or priority changed (the `session`

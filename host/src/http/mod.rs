@@ -40,6 +40,8 @@ use crate::state::AppState;
         (name = "analytics", description = "Dashboard, recommendations, conversation insights, A/B tests and usage; figures are defined on each endpoint"),
         (name = "knowledge", description = "Documents, versions, full-text search and auto-tagging"),
         (name = "plugins", description = "Plugin marketplace, packages, installations and their invocation log"),
+        (name = "events", description = "The event log's catalogue: every event type with the JSON Schema of its data"),
+        (name = "automations", description = "Automation rules over live events, their runs and dry runs"),
         (name = "realtime", description = "WebSocket tickets; sockets at /ws/chat/{session_id} and /ws/notifications/{user_id}"),
     )
 )]
@@ -68,6 +70,8 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::analytics::router())
         .merge(crate::knowledge::router())
         .merge(crate::plugins::router())
+        .merge(crate::events::router())
+        .merge(crate::automations::router())
         .split_for_parts();
     let mut openapi = openapi;
     errors_as_problem_json(&mut openapi);

@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod cache;
+pub mod eventlog;
 pub mod hashing;
 pub mod jobs;
 pub mod metrics;
@@ -11,3 +12,4 @@ pub mod ratelimit;
 pub mod redis;
 pub mod sandbox;
 pub mod secrets;
+pub mod template;

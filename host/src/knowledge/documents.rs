@@ -200,7 +200,7 @@ pub async fn insert(tx: &mut Tx, r: NewRecord) -> AppResult<(Uuid, index::Indexi
         "INSERT INTO documents (id, workspace_id, title, file_type, category, tags, current_version,
             sha256, size_bytes, created_by, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8, $9, $10, $10)",
-        args![id, r.workspace_id, r.title, r.file_type.as_str(), r.category, serde_json::json!(r.tags), &r.sha256, size, r.author, at],
+        args![id, r.workspace_id, r.title.clone(), r.file_type.as_str(), r.category, serde_json::json!(r.tags), &r.sha256, size, r.author, at],
     )
     .await
     // An identical document committed since the check above (a concurrent upload).
@@ -212,6 +212,14 @@ pub async fn insert(tx: &mut Tx, r: NewRecord) -> AppResult<(Uuid, index::Indexi
     )
     .await?;
     attach(tx, id, r.workspace_id, &r.project_ids).await?;
+    super::record_event(
+        tx,
+        r.author,
+        "knowledge.document.created",
+        (r.workspace_id, id, &r.title),
+        serde_json::json!({"version": 1, "project_ids": r.project_ids}),
+    )
+    .await?;
     let indexing =
         index::reindex(tx, id, r.workspace_id, 1, r.file_type, &r.content, r.author).await?;
     Ok((id, indexing))
@@ -256,7 +264,7 @@ async fn create_document(
         },
     )
     .await?;
-    tx.commit().await?;
+    state.events.commit(tx).await?;
     Ok((
         StatusCode::CREATED,
         Json(detail(&state, auth.id, id).await?),
@@ -414,13 +422,21 @@ async fn update_document(
     };
     tx.execute(
         "UPDATE documents SET title = $2, category = $3, tags = $4, updated_at = $5 WHERE id = $1",
-        args![id, title, category, serde_json::json!(tags), now()],
+        args![id, title.clone(), category, serde_json::json!(tags), now()],
     )
     .await?;
     if let Some(projects) = &req.project_ids {
         attach(&mut tx, id, doc.workspace_id, projects).await?;
     }
-    tx.commit().await?;
+    super::record_event(
+        &mut tx,
+        auth.id,
+        "knowledge.document.updated",
+        (doc.workspace_id, id, &title),
+        serde_json::json!({"version": doc.current_version}),
+    )
+    .await?;
+    state.events.commit(tx).await?;
     Ok(Json(detail(&state, auth.id, id).await?))
 }
 
@@ -454,6 +470,14 @@ async fn delete_document(
         serde_json::json!({"title": doc.title}),
     )
     .await?;
-    tx.commit().await?;
+    super::record_event(
+        &mut tx,
+        auth.id,
+        "knowledge.document.deleted",
+        (doc.workspace_id, id, &doc.title),
+        serde_json::json!({}),
+    )
+    .await?;
+    state.events.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

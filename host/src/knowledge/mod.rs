@@ -22,8 +22,9 @@ use uuid::Uuid;
 
 use crate::access::Role;
 use crate::args;
-use crate::db::Exec;
+use crate::db::{Exec, Tx};
 use crate::error::{AppError, AppResult};
+use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -125,4 +126,31 @@ impl Document {
 /// The hex SHA-256 of text.
 pub fn sha256(text: &str) -> String {
     crate::infra::hashing::hash_bytes(text.as_bytes())
+}
+
+/// Records a `knowledge.document.*` event about a document, inside the transaction making the
+/// change; `extra` adds to its data.
+pub async fn record_event(
+    tx: &mut Tx,
+    actor: Uuid,
+    kind: &'static str,
+    (workspace_id, document_id, title): (Uuid, Uuid, &str),
+    extra: serde_json::Value,
+) -> AppResult<()> {
+    eventlog::record(
+        tx,
+        &Cause::user(actor),
+        NewEvent {
+            workspace_id,
+            project_id: None,
+            kind,
+            subject: Subject::new("document", document_id, Some(title.to_owned())),
+            data: eventlog::merged(
+                serde_json::json!({"document_id": document_id, "title": title}),
+                extra,
+            ),
+        },
+    )
+    .await?;
+    Ok(())
 }

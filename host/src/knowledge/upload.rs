@@ -22,6 +22,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{new_id, now};
 use crate::error::{AppError, AppPath, AppResult};
+use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::infra::jobs::{JobFuture, JobHandler};
 use crate::realtime::notify;
 use crate::state::AppState;
@@ -452,6 +453,50 @@ async fn announce_file(
                "status": status, "reason": reason, "document_id": document_id}),
     )
     .await;
+    if matches!(status, "indexed" | "failed" | "duplicate")
+        && let Err(e) = record_completion(state, file.upload_id, file.user_id).await
+    {
+        tracing::warn!(upload = %file.upload_id, error = %e, "could not record an upload's completion");
+    }
+}
+
+/// Records `knowledge.upload.completed` once every file of the upload is processed; of
+/// several workers finishing its last files at once, the one that marks it complete does.
+async fn record_completion(state: &AppState, upload_id: Uuid, user_id: Uuid) -> AppResult<()> {
+    let mut tx = state.db.begin().await?;
+    let completed: Option<(Uuid,)> = tx
+        .fetch_optional(
+            "UPDATE uploads SET completed_at = $2 WHERE id = $1 AND completed_at IS NULL
+                AND NOT EXISTS (SELECT 1 FROM upload_files WHERE upload_id = $1
+                    AND status IN ('queued', 'extracting', 'indexing'))
+             RETURNING workspace_id",
+            args![upload_id, now()],
+        )
+        .await?;
+    let Some((workspace_id,)) = completed else {
+        return Ok(());
+    };
+    let (files, indexed, failed): (i64, i64, i64) = tx
+        .fetch_one(
+            "SELECT COUNT(*), COUNT(CASE WHEN status = 'indexed' THEN 1 END),
+                COUNT(CASE WHEN status = 'failed' THEN 1 END)
+             FROM upload_files WHERE upload_id = $1",
+            args![upload_id],
+        )
+        .await?;
+    eventlog::record(
+        &mut tx,
+        &Cause::user(user_id),
+        NewEvent {
+            workspace_id,
+            project_id: None,
+            kind: "knowledge.upload.completed",
+            subject: Subject::new("upload", upload_id, None),
+            data: json!({"upload_id": upload_id, "files": files, "indexed": indexed, "failed": failed}),
+        },
+    )
+    .await?;
+    state.events.commit(tx).await
 }
 
 /// A large document's background indexing ended: the files it was made from are indexed
@@ -594,7 +639,7 @@ async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), St
             )
             .await
             .map_err(unexpected)?;
-            tx.commit().await.map_err(unexpected)?;
+            state.events.commit(tx).await.map_err(unexpected)?;
             announce(state, &job, file_id, status, None, Some(document_id)).await;
             Ok(())
         }

@@ -109,7 +109,15 @@ async fn add_version(
             args![id, version],
         )
         .await?;
-    tx.commit().await?;
+    super::record_event(
+        &mut tx,
+        auth.id,
+        "knowledge.document.updated",
+        (doc.workspace_id, id, &doc.title),
+        serde_json::json!({"version": version}),
+    )
+    .await?;
+    state.events.commit(tx).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::args;
 use crate::chat::{Priority, SessionChange, SessionStatus, change_in_workspace};
+use crate::infra::eventlog::Cause;
 use crate::infra::sandbox::Event;
 use crate::realtime::notify;
 use crate::state::AppState;
@@ -18,10 +19,11 @@ fn uuid_of(payload: &Value, key: &str) -> Result<Uuid, String> {
         .ok_or_else(|| format!("`{key}` is not an id"))
 }
 
-/// Applies `events` from a plugin installed in `workspace_id`; the first one refused stops
-/// the rest and says why.
+/// Applies `events` from a plugin installed in `workspace_id`, on behalf of `cause`; the first
+/// one refused stops the rest and says why.
 pub async fn apply(
     state: &AppState,
+    cause: &Cause,
     workspace_id: Uuid,
     plugin_id: &str,
     events: &[Event],
@@ -37,23 +39,33 @@ pub async fn apply(
         match event.kind.as_str() {
             "chat.escalate" | "chat.priority" => {
                 let session = uuid_of(&payload, "session_id").map_err(refused)?;
+                let reason = payload["reason"].as_str().unwrap_or_default();
                 let change = if event.kind == "chat.escalate" {
-                    SessionChange::Status(SessionStatus::Escalated)
+                    SessionChange {
+                        status: Some(SessionStatus::Escalated),
+                        reason: Some(reason.to_owned()).filter(|r| !r.is_empty()),
+                        ..SessionChange::default()
+                    }
                 } else {
-                    SessionChange::Priority(
-                        serde_json::from_value::<Priority>(payload["priority"].clone()).map_err(
-                            |_| refused("priority must be one of low, normal, high, urgent".into()),
-                        )?,
-                    )
+                    SessionChange {
+                        priority: Some(
+                            serde_json::from_value::<Priority>(payload["priority"].clone())
+                                .map_err(|_| {
+                                    refused(
+                                        "priority must be one of low, normal, high, urgent".into(),
+                                    )
+                                })?,
+                        ),
+                        ..SessionChange::default()
+                    }
                 };
-                let changed = change_in_workspace(state, workspace_id, session, change)
+                let changed = change_in_workspace(state, cause, workspace_id, session, change)
                     .await
                     .map_err(|e| e.to_string())?;
                 if !changed {
                     return Err(refused("no such session in the plugin's workspace".into()));
                 }
                 if event.kind == "chat.escalate" {
-                    let reason = payload["reason"].as_str().unwrap_or_default();
                     for user in admins(state, workspace_id).await? {
                         notify(state, user, "session.escalated", json!({"session_id": session, "reason": reason, "plugin_id": plugin_id})).await;
                     }

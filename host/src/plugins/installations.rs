@@ -18,11 +18,12 @@ use crate::access::target_workspace;
 use crate::access::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{new_id, now};
+use crate::db::{Tx, new_id, now};
 use crate::error::{
     AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate, FieldError,
 };
-use crate::infra::sandbox::host_allowed;
+use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
+use crate::infra::sandbox::{Kind, host_allowed};
 use crate::state::AppState;
 
 use super::marketplace::{PLUGIN_COLUMNS, PluginRow, PluginView, plugin_view};
@@ -56,6 +57,24 @@ pub struct InstallRequest {
     /// On `PUT`: approve the plugin's current version (after an upgrade).
     #[serde(default)]
     pub approve: bool,
+    /// Integrations only: the event types (or prefixes such as `agent.*`, or `*`) whose events
+    /// are sent through the plugin's `notify`. On `PUT`, left out keeps the subscription.
+    pub events: Option<Vec<String>>,
+}
+
+/// The subscription asked for, checked: only integrations subscribe, to catalogue types.
+fn subscription(manifest: &Manifest, req: &InstallRequest) -> AppResult<Option<Vec<String>>> {
+    let Some(events) = &req.events else {
+        return Ok(None);
+    };
+    if manifest.kind != Kind::Integration && !events.is_empty() {
+        return Err(AppError::invalid(
+            "events",
+            "only integration plugins subscribe to events",
+        ));
+    }
+    crate::events::validate_patterns("events", events)?;
+    Ok(Some(events.clone()))
 }
 
 /// The workspace an admin acts on, and the plugin's manifest and digest.
@@ -201,11 +220,11 @@ async fn audit(
 /// Stores an installation of `plugin` approving its current version and the capabilities and
 /// hosts its manifest asks for.
 async fn insert_installation(
-    state: &AppState,
+    tx: &mut Tx,
     auth: &AuthUser,
     workspace_id: Uuid,
     plugin: &PluginRow,
-    settled: Settled,
+    (settled, events): (Settled, Vec<String>),
     enabled: bool,
 ) -> AppResult<()> {
     let Settled {
@@ -213,12 +232,11 @@ async fn insert_installation(
         sealed,
         http_hosts,
     } = settled;
-    state
-        .db
-        .execute(
+    tx.execute(
             "INSERT INTO plugin_installations (id, plugin_id, workspace_id, enabled, config, secrets,
-                http_hosts, approved_sha256, approved_capabilities, installed_by, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
+                http_hosts, approved_sha256, approved_capabilities, installed_by, created_at, updated_at,
+                events)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
             args![
                 new_id(),
                 plugin.id.clone(),
@@ -230,11 +248,35 @@ async fn insert_installation(
                 plugin.sha256.clone(),
                 json!(plugin.manifest.0.capabilities),
                 auth.id,
-                now()
+                now(),
+                json!(events)
             ],
         )
         .await
         .conflict_on_duplicate("the plugin is already installed in this workspace")?;
+    Ok(())
+}
+
+/// Records `integration.installed` or `integration.removed`.
+async fn record_event(
+    tx: &mut Tx,
+    auth: &AuthUser,
+    workspace_id: Uuid,
+    plugin: &PluginRow,
+    kind: &'static str,
+) -> AppResult<()> {
+    eventlog::record(
+        tx,
+        &Cause::user(auth.id),
+        NewEvent {
+            workspace_id,
+            project_id: None,
+            kind,
+            subject: Subject::new("plugin", &plugin.id, Some(plugin.manifest.0.name.clone())),
+            data: json!({"plugin_id": plugin.id, "kind": plugin.manifest.0.kind.as_str()}),
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -261,8 +303,27 @@ async fn install(
             "the plugin is already installed in this workspace; PUT to reconfigure".into(),
         ));
     }
+    let events = subscription(&plugin.manifest.0, &req)?.unwrap_or_default();
     let settled = settle_config(&state, &plugin.manifest.0, &req, None)?;
-    insert_installation(&state, &auth, workspace_id, &plugin, settled, true).await?;
+    let mut tx = state.db.begin().await?;
+    insert_installation(
+        &mut tx,
+        &auth,
+        workspace_id,
+        &plugin,
+        (settled, events),
+        true,
+    )
+    .await?;
+    record_event(
+        &mut tx,
+        &auth,
+        workspace_id,
+        &plugin,
+        "integration.installed",
+    )
+    .await?;
+    state.events.commit(tx).await?;
     audit(&state, &auth, workspace_id, &plugin_id, "plugin.install").await?;
     let view = plugin_view(&state, &plugin_id, Some(workspace_id)).await?;
     Ok((StatusCode::CREATED, Json(view)))
@@ -285,6 +346,7 @@ async fn reconfigure(
     let current = installed(&state.db, workspace_id, &plugin_id)
         .await?
         .ok_or(AppError::NotFound("installation"))?;
+    let events = subscription(&plugin.manifest.0, &req)?;
     let Settled {
         config,
         sealed,
@@ -302,7 +364,8 @@ async fn reconfigure(
         .db
         .execute(
             "UPDATE plugin_installations SET config = $1, secrets = $2, http_hosts = $3,
-                approved_sha256 = $4, approved_capabilities = $5, updated_at = $6 WHERE id = $7",
+                approved_sha256 = $4, approved_capabilities = $5, updated_at = $6,
+                events = COALESCE($8, events) WHERE id = $7",
             args![
                 Value::Object(config),
                 sealed,
@@ -310,7 +373,8 @@ async fn reconfigure(
                 approved,
                 json!(capabilities),
                 now(),
-                current.installation_id
+                current.installation_id,
+                events.map(|e| json!(e))
             ],
         )
         .await?;
@@ -335,9 +399,9 @@ async fn uninstall(
     AppPath(plugin_id): AppPath<String>,
     AppQuery(q): AppQuery<WorkspaceQuery>,
 ) -> AppResult<StatusCode> {
-    let (workspace_id, _) = admin_scope(&state, &auth, q.workspace_id, &plugin_id).await?;
-    let removed = state
-        .db
+    let (workspace_id, plugin) = admin_scope(&state, &auth, q.workspace_id, &plugin_id).await?;
+    let mut tx = state.db.begin().await?;
+    let removed = tx
         .execute(
             "DELETE FROM plugin_installations WHERE workspace_id = $1 AND plugin_id = $2",
             args![workspace_id, plugin_id.clone()],
@@ -346,13 +410,13 @@ async fn uninstall(
     if removed == 0 {
         return Err(AppError::NotFound("installation"));
     }
-    state
-        .db
-        .execute(
-            "DELETE FROM plugin_kv WHERE workspace_id = $1 AND plugin_id = $2",
-            args![workspace_id, plugin_id.clone()],
-        )
-        .await?;
+    tx.execute(
+        "DELETE FROM plugin_kv WHERE workspace_id = $1 AND plugin_id = $2",
+        args![workspace_id, plugin_id.clone()],
+    )
+    .await?;
+    record_event(&mut tx, &auth, workspace_id, &plugin, "integration.removed").await?;
+    state.events.commit(tx).await?;
     audit(&state, &auth, workspace_id, &plugin_id, "plugin.uninstall").await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -380,7 +444,17 @@ async fn set_enabled(
             return Err(AppError::NotFound("installation"));
         }
         let settled = settle_config(state, &plugin.manifest.0, &InstallRequest::default(), None)?;
-        insert_installation(state, auth, workspace_id, &plugin, settled, enabled).await?;
+        let mut tx = state.db.begin().await?;
+        insert_installation(
+            &mut tx,
+            auth,
+            workspace_id,
+            &plugin,
+            (settled, vec![]),
+            enabled,
+        )
+        .await?;
+        tx.commit().await?;
     }
     let action = if enabled {
         "plugin.enable"

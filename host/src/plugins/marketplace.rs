@@ -43,6 +43,8 @@ pub struct Installation {
     pub approved: bool,
     /// For a webhook handler: where the external service sends its requests.
     pub webhook_url: Option<String>,
+    /// For an integration: the event types it is sent.
+    pub events: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -108,6 +110,7 @@ fn view(state: &AppState, plugin: PluginRow, row: Option<Installed>) -> AppResul
                         plugin.id, r.installation_id
                     )
                 }),
+                events: r.events.0,
                 created_at: r.created_at,
                 updated_at: r.updated_at,
             })

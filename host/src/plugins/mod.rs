@@ -8,6 +8,7 @@ mod inbound;
 mod installations;
 mod marketplace;
 mod registry;
+mod subscriptions;
 mod testing;
 
 use std::collections::HashMap;
@@ -20,10 +21,13 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 pub use crate::infra::sandbox::{Call, Capability, Kind, Manifest, Outcome, Output, PluginError};
+pub use subscriptions::IntegrationSubscriptions;
+pub use testing::output_json;
 
 use crate::args;
 use crate::db::{Db, new_id, now};
 use crate::error::{AppError, AppResult};
+use crate::infra::eventlog::Cause;
 use crate::infra::hashing::hash_bytes;
 use crate::infra::sandbox;
 use crate::infra::secrets::SecretBox;
@@ -147,6 +151,8 @@ pub struct Installed {
     pub approved_capabilities: SqlJson<Vec<Capability>>,
     pub sha256: String,
     pub manifest: SqlJson<Manifest>,
+    /// The event types an integration is subscribed to.
+    pub events: SqlJson<Vec<String>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -167,7 +173,7 @@ impl Installed {
 
 const INSTALLED: &str = "SELECT i.id AS installation_id, i.plugin_id, i.workspace_id, i.enabled,
         i.config, i.secrets, i.http_hosts, i.approved_sha256, i.approved_capabilities,
-        p.sha256, p.manifest,
+        p.sha256, p.manifest, i.events,
         i.created_at, i.updated_at
      FROM plugin_installations i JOIN plugins p ON p.id = i.plugin_id";
 
@@ -247,20 +253,23 @@ pub async fn enabled_of_kind(db: &Db, workspace_id: Uuid, kind: Kind) -> AppResu
 }
 
 /// Whether a built-in plugin runs in every workspace without being installed (until an admin
-/// disables it there): it needs no settings and no capability beyond `log` and `config`, so
-/// running it grants nothing an admin would have to approve.
+/// disables it there): it needs no settings and no capability beyond `log` and `config` (and,
+/// for the automation actions, `events`, which act only inside the workspace), so running it
+/// grants nothing an admin would have to approve.
 pub fn on_by_default(manifest: &Manifest) -> bool {
     let needs_settings = manifest
         .config_schema
         .get("required")
         .and_then(Value::as_array)
         .is_some_and(|r| !r.is_empty());
+    let acts_in_workspace = manifest.kind == Kind::AutomationAction;
     !needs_settings
         && manifest.http_hosts.is_empty()
-        && manifest
-            .capabilities
-            .iter()
-            .all(|c| matches!(c, Capability::Log | Capability::Config))
+        && manifest.capabilities.iter().all(|c| match c {
+            Capability::Log | Capability::Config => true,
+            Capability::Events => acts_in_workspace,
+            _ => false,
+        })
 }
 
 /// A built-in plugin as shipped, standing in for an installation in `workspace_id`.
@@ -282,6 +291,7 @@ fn as_shipped(
         approved_capabilities: SqlJson(manifest.0.capabilities.clone()),
         sha256,
         manifest,
+        events: SqlJson(Vec::new()),
         created_at: now(),
         updated_at: now(),
     }
@@ -339,6 +349,19 @@ pub async fn invoke(
     operation: &str,
     call: Call,
 ) -> AppResult<Result<Outcome, PluginError>> {
+    let cause = Cause::plugin(&installed.plugin_id);
+    invoke_for(state, &cause, installed, operation, call).await
+}
+
+/// [`invoke`] on behalf of `cause` (a rule): the changes the plugin's events make are
+/// recorded as caused by it, one rule firing deeper.
+pub async fn invoke_for(
+    state: &AppState,
+    cause: &Cause,
+    installed: &Installed,
+    operation: &str,
+    call: Call,
+) -> AppResult<Result<Outcome, PluginError>> {
     let started = Instant::now();
     let mut result = match prepare(state, installed).await? {
         Ok(grants) => state.plugins.call(&installed.sha256, grants, call).await,
@@ -347,6 +370,7 @@ pub async fn invoke(
     if let Ok(outcome) = &result
         && let Err(refused) = events::apply(
             state,
+            cause,
             installed.workspace_id,
             &installed.plugin_id,
             &outcome.events,

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -212,6 +213,7 @@ async fn bulk(
     for id in &ids {
         let row = &rows[id];
         by_workspace.entry(row.workspace_id).or_default().push(*id);
+        let about = (row.workspace_id, *id, row.name.as_str());
         let new_id = match req.action {
             BulkAction::Archive => {
                 tx.execute(
@@ -220,10 +222,16 @@ async fn bulk(
                     args![*id, now()],
                 )
                 .await?;
+                if row.archived_at.is_none() {
+                    queries::record_event(&mut tx, auth.id, "project.archived", about, json!({}))
+                        .await?;
+                }
                 None
             }
             BulkAction::Delete => {
                 queries::delete(&mut tx, row).await?;
+                queries::record_event(&mut tx, auth.id, "project.deleted", about, json!({}))
+                    .await?;
                 None
             }
             BulkAction::UpdateSettings => {
@@ -241,6 +249,14 @@ async fn bulk(
                         "the project {id} changed while the settings were being merged; nothing was changed, try again"
                     )));
                 }
+                queries::record_event(
+                    &mut tx,
+                    auth.id,
+                    "project.updated",
+                    about,
+                    json!({"fields": ["settings"], "version": row.version + 1}),
+                )
+                .await?;
                 None
             }
             BulkAction::Duplicate => {
@@ -253,9 +269,18 @@ async fn bulk(
                         AppError::invalid("project_ids", "you have no workspace to copy into")
                     })?
                 };
-                let record =
-                    NewProjectRecord::copy_of(row, auth.id, workspace_id, copy_name(&row.name));
-                Some(queries::insert(&mut tx, record).await?)
+                let name = copy_name(&row.name);
+                let record = NewProjectRecord::copy_of(row, auth.id, workspace_id, name.clone());
+                let copy = queries::insert(&mut tx, record).await?;
+                queries::record_event(
+                    &mut tx,
+                    auth.id,
+                    "project.created",
+                    (workspace_id, copy, &name),
+                    json!({"source_id": id}),
+                )
+                .await?;
+                Some(copy)
             }
         };
         results.push(BulkItem {
@@ -277,7 +302,7 @@ async fn bulk(
         )
         .await?;
     }
-    tx.commit().await?;
+    state.events.commit(tx).await?;
     Ok(Json(BulkResult {
         action: req.action,
         succeeded: results.len(),
@@ -338,7 +363,7 @@ async fn duplicate(
         Some(n) => validate_name(&n)?,
         None => copy_name(&source.name),
     };
-    let mut record = NewProjectRecord::copy_of(&source, auth.id, workspace_id, name);
+    let mut record = NewProjectRecord::copy_of(&source, auth.id, workspace_id, name.clone());
     if let Some(d) = req.description {
         record.description = validate_text("description", &d, MAX_DESCRIPTION)?;
     }
@@ -356,6 +381,14 @@ async fn duplicate(
         validate_object("model_config", merge(record.model_config, req.model_config))?;
     let mut tx: Tx = state.db.begin().await?;
     let new_id = queries::insert(&mut tx, record).await?;
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.created",
+        (workspace_id, new_id, &name),
+        json!({"source_id": id}),
+    )
+    .await?;
     crate::team::audit(
         &mut tx,
         workspace_id,
@@ -366,7 +399,7 @@ async fn duplicate(
         serde_json::json!({ "source_id": id }),
     )
     .await?;
-    tx.commit().await?;
+    state.events.commit(tx).await?;
     let row = queries::load(&state.db, auth.id, new_id).await?;
     Ok((StatusCode::CREATED, Json(row.into_view(auth.id))))
 }

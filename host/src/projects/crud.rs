@@ -194,8 +194,17 @@ async fn create_project(
         template_id: req.template_id,
     };
     let workspace_id = record.workspace_id;
+    let name = record.name.clone();
     let mut tx = state.db.begin().await?;
     let id = queries::insert(&mut tx, record).await?;
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.created",
+        (workspace_id, id, &name),
+        serde_json::json!({}),
+    )
+    .await?;
     crate::team::audit(
         &mut tx,
         workspace_id,
@@ -206,7 +215,7 @@ async fn create_project(
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
+    state.events.commit(tx).await?;
     let row = queries::load(&state.db, auth.id, id).await?;
     Ok((StatusCode::CREATED, Json(row.into_view(auth.id))))
 }
@@ -346,7 +355,16 @@ async fn update_project(
     )
     .await?;
     let updated = queries::load(&mut tx, auth.id, id).await?;
-    tx.commit().await?;
+    let about = (row.workspace_id, id, updated.name.as_str());
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.updated",
+        about,
+        serde_json::json!({"fields": changed, "version": updated.version}),
+    )
+    .await?;
+    state.events.commit(tx).await?;
     Ok(Json(updated.into_view(auth.id)))
 }
 
@@ -373,7 +391,15 @@ async fn delete_project(
         serde_json::json!({ "name": row.name }),
     )
     .await?;
-    tx.commit().await?;
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.deleted",
+        (row.workspace_id, id, &row.name),
+        serde_json::json!({}),
+    )
+    .await?;
+    state.events.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

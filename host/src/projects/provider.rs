@@ -135,8 +135,16 @@ async fn put_provider(
         serde_json::json!({"base_url": base_url, "model": model}),
     )
     .await?;
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.updated",
+        (project.workspace_id, id, &project.name),
+        serde_json::json!({"fields": ["provider"]}),
+    )
+    .await?;
     let view = tx.fetch_one(SELECT_VIEW, args![id]).await?;
-    tx.commit().await?;
+    state.events.commit(tx).await?;
     Ok(Json(view))
 }
 
@@ -171,6 +179,14 @@ async fn delete_provider(
         serde_json::json!({}),
     )
     .await?;
-    tx.commit().await?;
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.updated",
+        (project.workspace_id, id, &project.name),
+        serde_json::json!({"fields": ["provider"]}),
+    )
+    .await?;
+    state.events.commit(tx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,6 +7,7 @@ use crate::access::{Archived, visible_projects};
 use crate::args;
 use crate::db::{Arg, Db, Exec, Tx, new_id, now, placeholders};
 use crate::error::{AppError, AppResult};
+use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 
 /// Every project column plus the caller's (`$1`) workspace role and live share at time `$2`,
 /// for the projects `p` joined to it.
@@ -244,4 +245,31 @@ async fn insert_tags(
 pub fn copy_name(name: &str) -> String {
     let base: String = name.chars().take(super::crud::MAX_NAME - 7).collect();
     format!("{base} (copy)")
+}
+
+/// Records a `project.*` event about `project_id` (named `name`) caused by `actor`, inside
+/// the transaction making the change; `extra` adds to its data.
+pub async fn record_event(
+    tx: &mut Tx,
+    actor: Uuid,
+    kind: &'static str,
+    (workspace_id, project_id, name): (Uuid, Uuid, &str),
+    extra: serde_json::Value,
+) -> AppResult<()> {
+    eventlog::record(
+        tx,
+        &Cause::user(actor),
+        NewEvent {
+            workspace_id,
+            project_id: Some(project_id),
+            kind,
+            subject: Subject::new("project", project_id, Some(name.to_owned())),
+            data: eventlog::merged(
+                serde_json::json!({"project_id": project_id, "name": name}),
+                extra,
+            ),
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -128,7 +128,15 @@ async fn share_project(
             args![id, user_id],
         )
         .await?;
-    tx.commit().await?;
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.shared",
+        (project.workspace_id, id, &project.name),
+        serde_json::json!({"user_id": user_id, "user_email": email, "permission": req.permission, "expires_at": expires_at}),
+    )
+    .await?;
+    state.events.commit(tx).await?;
     crate::realtime::notify(
         &state,
         user_id,

@@ -154,8 +154,16 @@ async fn put_variants(
         serde_json::json!({"variants": names}),
     )
     .await?;
+    queries::record_event(
+        &mut tx,
+        auth.id,
+        "project.updated",
+        (project.workspace_id, id, &project.name),
+        serde_json::json!({"fields": ["variants"]}),
+    )
+    .await?;
     let variants = tx.fetch_all(SELECT_VARIANTS, args![id]).await?;
-    tx.commit().await?;
+    state.events.commit(tx).await?;
     Ok(Json(Variants { variants }))
 }
 

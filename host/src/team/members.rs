@@ -15,6 +15,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Page, PageQuery};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
+use crate::infra::eventlog::{Cause, NewEvent, Subject};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -113,7 +114,19 @@ async fn add_member(
         serde_json::json!({"email": email, "role": req.role}),
     )
     .await?;
-    tx.commit().await?;
+    crate::infra::eventlog::record(
+        &mut tx,
+        &Cause::user(auth.id),
+        NewEvent {
+            workspace_id,
+            project_id: None,
+            kind: "team.member.added",
+            subject: Subject::new("member", user_id, Some(email.clone())),
+            data: serde_json::json!({"user_id": user_id, "email": email, "role": req.role}),
+        },
+    )
+    .await?;
+    state.events.commit(tx).await?;
     let member = state
         .db
         .fetch_one(
@@ -152,6 +165,10 @@ async fn remove_member(
             "only a higher role may remove this member",
         ));
     }
+    let (email,): (String,) = state
+        .db
+        .fetch_one("SELECT email FROM users WHERE id = $1", args![user_id])
+        .await?;
     let mut tx = state.db.begin().await?;
     tx.execute(
         "DELETE FROM workspace_members WHERE workspace_id = $1 AND user_id = $2",
@@ -168,7 +185,19 @@ async fn remove_member(
         serde_json::json!({"role": their_role}),
     )
     .await?;
-    tx.commit().await?;
+    crate::infra::eventlog::record(
+        &mut tx,
+        &Cause::user(auth.id),
+        NewEvent {
+            workspace_id,
+            project_id: None,
+            kind: "team.member.removed",
+            subject: Subject::new("member", user_id, Some(email.clone())),
+            data: serde_json::json!({"user_id": user_id, "email": email}),
+        },
+    )
+    .await?;
+    state.events.commit(tx).await?;
     crate::realtime::access_changed(&state, user_id).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,6 +1,7 @@
-//! `/api/team/*`: team workspaces and their members, and `/api/audit-log`.
+//! `/api/team/*`: team workspaces and their members, the activity feed, and `/api/audit-log`.
 //! Every resource belongs to a workspace; membership and role decide what a user may do.
 
+pub mod activity;
 pub mod audit;
 mod members;
 mod workspaces;
@@ -17,4 +18,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(workspaces::router())
         .merge(members::router())
         .merge(audit::router())
+        .merge(activity::router())
 }

@@ -6,8 +6,10 @@
 //! cargo run --release -p nova-host --bin nova-bench -- dashboard --messages 10000,1000000
 //! cargo run --release -p nova-host --bin nova-bench -- search --chunks 100000
 //! cargo run --release -p nova-host --bin nova-bench -- plugins --events 10000
+//! cargo run --release -p nova-host --bin nova-bench -- automations --rules 1000
 //! ```
 
+mod automations;
 mod dashboard;
 mod http;
 mod plugins;
@@ -37,6 +39,9 @@ enum Bench {
     /// The cost of one event dispatched to a component plugin, and the host's throughput
     /// with a plugin in the request path.
     Plugins(plugins::Args),
+    /// The time from a message to a rule's effect, and the cost of a workspace's rules per
+    /// message.
+    Automations(automations::Args),
 }
 
 #[tokio::main]
@@ -54,5 +59,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Dashboard(args) => dashboard::run(args).await,
         Bench::Search(args) => search::run(args).await,
         Bench::Plugins(args) => plugins::run(args).await,
+        Bench::Automations(args) => automations::run(args).await,
     }
 }
