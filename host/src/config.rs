@@ -86,6 +86,9 @@ pub struct Config {
     pub master_key: Option<Secret<[u8; 32]>>,
     /// `NOVA_CORS_ORIGINS`: comma-separated origins allowed to call the API from a browser.
     pub cors_origins: Vec<String>,
+    /// `NOVA_PUBLIC_URL`: where users reach this server (`https://nova.example.com`); links
+    /// that leave Nova (Slack posts, webhooks) start with it, and are relative without it.
+    pub public_url: Option<String>,
     /// `NOVA_LOG_FORMAT`: `pretty` or `json`.
     pub log_format: LogFormat,
     /// `NOVA_SESSION_TTL_HOURS`: lifetime of a login token.
@@ -147,6 +150,28 @@ pub struct Config {
     /// `NOVA_ALLOW_PRIVATE_URLS`: internal destinations the server may fetch anyway (a local
     /// model, a receiver on the same network): CIDRs, host names, or `*`.
     pub allow_private_urls: AllowPrivate,
+    /// `NOVA_RESOLVE`: host names the server resolves to a fixed address instead of asking DNS
+    /// (`hooks.slack.com=10.1.2.3`), as curl's `--resolve` does: an egress gateway, split DNS,
+    /// or a stand-in receiver in tests. The address still passes the outbound guard.
+    pub resolve: Vec<(String, IpAddr)>,
+}
+
+/// Parses `NOVA_RESOLVE`: comma-separated `host=address` pairs.
+pub fn parse_resolve(list: &str) -> Result<Vec<(String, IpAddr)>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| {
+            let (host, address) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not `host=address`"))?;
+            let address = address
+                .trim()
+                .parse::<IpAddr>()
+                .map_err(|_| format!("`{address}` in `{pair}` is not an IP address"))?;
+            Ok((host.trim().to_ascii_lowercase(), address))
+        })
+        .collect()
 }
 
 impl Default for Config {
@@ -158,6 +183,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./nova-data"),
             master_key: None,
             cors_origins: Vec::new(),
+            public_url: None,
             log_format: LogFormat::Pretty,
             session_ttl_hours: 24 * 30,
             max_body_bytes: 1024 * 1024,
@@ -195,6 +221,7 @@ impl Default for Config {
             plugin_memory_mb: 64,
             plugin_log_keep: 10_000,
             allow_private_urls: AllowPrivate::default(),
+            resolve: Vec::new(),
         }
     }
 }
@@ -209,6 +236,7 @@ struct FileConfig {
     data_dir: Option<String>,
     master_key: Option<String>,
     cors_origins: Option<Vec<String>>,
+    public_url: Option<String>,
     log_format: Option<String>,
     session_ttl_hours: Option<i64>,
     max_body_bytes: Option<usize>,
@@ -236,6 +264,7 @@ struct FileConfig {
     plugin_memory_mb: Option<u64>,
     plugin_log_keep: Option<u64>,
     allow_private_urls: Option<String>,
+    resolve: Option<String>,
 }
 
 impl Config {
@@ -311,6 +340,13 @@ impl Config {
                 }
             }
             c.cors_origins = origins;
+        }
+        if let Some(v) = pick("NOVA_PUBLIC_URL", file.public_url) {
+            let url = v.trim_end_matches('/');
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                bail!("NOVA_PUBLIC_URL: `{v}` is not a URL like https://nova.example.com");
+            }
+            c.public_url = Some(url.to_owned());
         }
         if let Some(v) = pick("NOVA_LOG_FORMAT", file.log_format) {
             c.log_format = match v.as_str() {
@@ -461,6 +497,9 @@ impl Config {
         if let Some(v) = pick("NOVA_ALLOW_PRIVATE_URLS", file.allow_private_urls) {
             c.allow_private_urls = AllowPrivate::parse(&v)
                 .map_err(|e| anyhow::anyhow!("NOVA_ALLOW_PRIVATE_URLS: {e}"))?;
+        }
+        if let Some(v) = pick("NOVA_RESOLVE", file.resolve) {
+            c.resolve = parse_resolve(&v).map_err(|e| anyhow::anyhow!("NOVA_RESOLVE: {e}"))?;
         }
         c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
             Some(v) if v == "off" => None,

@@ -105,7 +105,7 @@ impl AppState {
             ),
         };
         let secrets = SecretBox::load(config.master_key.as_ref().map(|k| &k.0), &config.data_dir)?;
-        let outbound = Outbound::new(config.allow_private_urls.clone())?;
+        let outbound = Outbound::new(config.allow_private_urls.clone(), &config.resolve)?;
         let plugins = sandbox::Runtime::new(
             sandbox::Limits {
                 deadline: std::time::Duration::from_millis(config.plugin_timeout_ms),

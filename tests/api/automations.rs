@@ -500,11 +500,14 @@ on_both!(a_loop_of_two_rules_stops_at_depth_three);
 
 async fn integrations_subscribed_to_events_are_notified(app: TestApp) {
     let alice = app.register("alice").await;
-    let (crm, seen) = recorder().await;
-    let install = |events: Value| json!({"config": {"endpoint": format!("{crm}/hooks")}, "http_hosts": ["127.0.0.1"], "events": events});
+    // A local server stands in for Slack: `hooks.slack.com` resolves to it (NOVA_RESOLVE).
+    let (stand_in, seen) = recorder().await;
+    let port = stand_in.rsplit(':').next().unwrap();
+    let webhook = format!("http://hooks.slack.com:{port}/services/T000/B000/XXXX");
+    let install = |events: Value| json!({"config": {"webhook_url": webhook}, "events": events});
     let r = app
         .post(
-            "/api/integrations/http-crm/install",
+            "/api/integrations/slack/install",
             &alice.token,
             install(json!(["agent.nope"])),
         )
@@ -521,7 +524,7 @@ async fn integrations_subscribed_to_events_are_notified(app: TestApp) {
     assert_problem(&r, 422);
     let r = app
         .post(
-            "/api/integrations/http-crm/install",
+            "/api/integrations/slack/install",
             &alice.token,
             install(json!(["agent.*", "chat.session.escalated"])),
         )
@@ -553,34 +556,43 @@ async fn integrations_subscribed_to_events_are_notified(app: TestApp) {
         .await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     let log = &seen;
-    let posts = eventually("two posts to the CRM", move || async move {
+    let posts = eventually("two posts to Slack", move || async move {
         let seen = log.lock().unwrap();
         (seen.len() >= 2).then(|| {
             seen.iter()
-                .map(|(_, b)| serde_json::from_str::<Value>(b).unwrap())
+                .map(|(h, b)| {
+                    (
+                        h["host"].to_str().unwrap().to_owned(),
+                        serde_json::from_str::<Value>(b).unwrap(),
+                    )
+                })
                 .collect::<Vec<_>>()
         })
     })
     .await;
-    assert_eq!(posts[0]["title"], "Agent error");
-    assert_eq!(posts[0]["severity"], "critical");
+    assert_eq!(posts[0].0, format!("hooks.slack.com:{port}"));
+    let error_post = posts[0].1["text"].as_str().unwrap();
+    assert!(error_post.starts_with("Agent error: "), "{error_post}");
+    assert!(error_post.contains("could not answer"), "{error_post}");
+    let blocks = posts[0].1["blocks"][0]["text"]["text"].as_str().unwrap();
+    assert!(blocks.starts_with(":red_circle: *Agent error*"), "{blocks}");
     assert!(
-        posts[0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("could not answer"),
-        "{:?}",
-        posts[0]
+        blocks.contains(&format!(
+            "<https://nova.example.com/api/chat/sessions/{session_id}|Open in Nova>"
+        )),
+        "{blocks}"
     );
-    assert_eq!(posts[1]["title"], "Chat session escalated");
     assert_eq!(
-        posts[1]["text"],
-        "alice escalated the chat New conversation"
+        posts[1].1["text"],
+        "Chat session escalated: alice escalated the chat New conversation"
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert_eq!(seen.lock().unwrap().len(), 2, "only the subscribed types");
 }
-on_both!(integrations_subscribed_to_events_are_notified);
+on_both!(integrations_subscribed_to_events_are_notified, |c| {
+    c.resolve = vec![("hooks.slack.com".into(), [127, 0, 0, 1].into())];
+    c.public_url = Some("https://nova.example.com".into());
+});
 
 async fn the_feed_shows_each_reader_what_they_may_see(app: TestApp) {
     let alice = app.register("alice").await;

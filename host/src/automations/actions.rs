@@ -295,7 +295,7 @@ async fn call(
             Call::Notify(Notification {
                 title: text("title").unwrap_or_else(|| format!("Nova: {}", event.kind)),
                 text: text("text").unwrap_or_default(),
-                url: event_link(event),
+                url: event_link(state, event),
                 severity: text("severity").unwrap_or_else(|| "info".into()),
             })
         }
@@ -306,15 +306,18 @@ async fn call(
         .map_err(|e| e.to_string()))
 }
 
-/// A link back into Nova for an event: its chat session, project or document.
-pub fn event_link(event: &Event) -> Option<String> {
+/// A link back into Nova for an event: its chat session, document or project, under
+/// `NOVA_PUBLIC_URL` when it is set.
+pub fn event_link(state: &AppState, event: &Event) -> Option<String> {
     let data = &event.data.0;
     let id = |key: &str| data.get(key).and_then(Value::as_str).map(str::to_owned);
-    if let Some(session) = id("session_id") {
-        return Some(format!("/api/chat/sessions/{session}"));
-    }
-    if let Some(document) = id("document_id") {
-        return Some(format!("/api/knowledge/documents/{document}"));
-    }
-    event.project_id.map(|p| format!("/api/projects/{p}"))
+    let path = if let Some(session) = id("session_id") {
+        format!("/api/chat/sessions/{session}")
+    } else if let Some(document) = id("document_id") {
+        format!("/api/knowledge/documents/{document}")
+    } else {
+        format!("/api/projects/{}", event.project_id?)
+    };
+    let base = state.config.public_url.as_deref().unwrap_or_default();
+    Some(format!("{base}{path}"))
 }

@@ -9,7 +9,9 @@
 //!
 //! An operator who runs a local model or receiver allows it with `NOVA_ALLOW_PRIVATE_URLS`:
 //! CIDRs (`10.0.0.0/8`), host names (`models.internal`), or `*` for everything (tests).
+//! `NOVA_RESOLVE` pins host names to addresses; a pinned address is checked like a looked-up one.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -83,7 +85,7 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(allow: AllowPrivate) -> anyhow::Result<Outbound> {
+    pub fn new(allow: AllowPrivate, pins: &[(String, IpAddr)]) -> anyhow::Result<Outbound> {
         let allow = Arc::new(allow);
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -91,6 +93,7 @@ impl Outbound {
             .no_proxy()
             .dns_resolver(Arc::new(CheckedResolver {
                 allow: allow.clone(),
+                pins: Arc::new(pins.iter().cloned().collect()),
             }))
             .build()?;
         Ok(Outbound { client, allow })
@@ -132,15 +135,20 @@ fn cut(text: &str) -> String {
 /// Resolves a host name and keeps only the addresses the guard lets through.
 struct CheckedResolver {
     allow: Arc<AllowPrivate>,
+    /// `NOVA_RESOLVE`: names answered without DNS.
+    pins: Arc<HashMap<String, IpAddr>>,
 }
 
 impl Resolve for CheckedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let allow = self.allow.clone();
         let host = name.as_str().to_owned();
+        let pinned = self.pins.get(&host.to_ascii_lowercase()).copied();
         Box::pin(async move {
-            let found: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let found: Vec<SocketAddr> = match pinned {
+                Some(ip) => vec![SocketAddr::new(ip, 0)],
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
             if allow.host(&host) {
                 return Ok(Box::new(found.into_iter()) as Addrs);
             }
@@ -229,7 +237,7 @@ mod tests {
 
     #[test]
     fn literal_hosts_are_checked_and_allowances_parse() {
-        let strict = Outbound::new(AllowPrivate::default()).unwrap();
+        let strict = Outbound::new(AllowPrivate::default(), &[]).unwrap();
         for url in [
             "http://127.0.0.1:6379/",
             "http://[::1]/",
@@ -252,5 +260,29 @@ mod tests {
         assert!(allow.host("Models.Internal"));
         assert!(AllowPrivate::parse("*").unwrap().everything);
         assert!(AllowPrivate::parse("not a host!").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_pinned_name_is_checked_like_a_looked_up_one() {
+        let pins = crate::config::parse_resolve("Hooks.Example.com=127.0.0.1").unwrap();
+        assert_eq!(
+            pins,
+            [("hooks.example.com".to_owned(), [127, 0, 0, 1].into())]
+        );
+        assert!(crate::config::parse_resolve("hooks.example.com").is_err());
+        assert!(crate::config::parse_resolve("hooks.example.com=nowhere").is_err());
+
+        let strict = Outbound::new(AllowPrivate::default(), &pins).unwrap();
+        let refused = strict
+            .request(Method::GET, "http://hooks.example.com:9/")
+            .unwrap()
+            .send()
+            .await
+            .unwrap_err();
+        let chain = error_chain(&refused);
+        assert!(
+            chain.contains("`hooks.example.com (127.0.0.1)` is a private"),
+            "{chain}"
+        );
     }
 }

@@ -54,7 +54,7 @@ async fn deliver(state: &AppState, event: &Event) -> AppResult<()> {
         let call = Call::Notify(Notification {
             title: title_of(&event.kind),
             text: text.clone(),
-            url: crate::automations::event_link(event),
+            url: crate::automations::event_link(state, event),
             severity: severity_of(&event.kind).into(),
         });
         // A failing integration is in its invocation log; it does not hold back the others.
