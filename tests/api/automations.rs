@@ -127,6 +127,10 @@ async fn events_catalogue_and_rule_crud(app: TestApp) {
             json!({"actions": [{"type": "update_priority", "parameters": {"priority": "asap"}}]}),
             "actions/0/parameters/priority",
         ),
+        (
+            json!({"actions": [{"type": "send_notification", "parameters": {"roles": ["boss"]}}]}),
+            "actions/0/parameters",
+        ),
         (json!({"name": ""}), "name"),
         (json!({"cooldown_seconds": 0}), "cooldown_seconds"),
     ] {
@@ -370,6 +374,15 @@ on_both!(keyword_rule_escalates_and_notifies_through_plugins);
 
 async fn sentiment_response_time_and_event_triggers(app: TestApp) {
     let alice = app.register("alice").await;
+    let carol = app.register("carol").await;
+    let r = app
+        .post(
+            &format!("/api/team/workspaces/{}/members", alice.workspace_id),
+            &alice.token,
+            json!({"email": carol.email, "role": "member"}),
+        )
+        .await;
+    assert_eq!(r.status, 201);
     let agent = app.agent(&alice, json!({})).await;
     let angry = create_rule(
         &app,
@@ -425,12 +438,15 @@ async fn sentiment_response_time_and_event_triggers(app: TestApp) {
         &alice,
         json!({"name": "Agent errors", "enabled": true,
             "trigger": {"type": "event", "event_type": "agent.error", "conditions": {"all": [{"field": "error", "op": "exists"}]}},
-            "actions": [{"type": "send_notification", "parameters": {"title": "Agent error", "message": "{{ data.error }}"}}]}),
+            "actions": [{"type": "send_notification", "parameters": {"title": "Agent error", "message": "{{ data.error }}", "roles": ["owner", "admin"]}}]}),
     )
     .await;
     let mut socket = connect(&ticket_url(&app, &alice.token, None).await)
         .await
         .expect("notification socket");
+    let mut carols = connect(&ticket_url(&app, &carol.token, None).await)
+        .await
+        .expect("carol's notification socket");
     let slow_session = app.create_session(&alice, &slow_agent).await;
     let failing_session = app.create_session(&alice, &failing).await;
     let (slow_reply, failed) = tokio::join!(
@@ -454,6 +470,12 @@ async fn sentiment_response_time_and_event_triggers(app: TestApp) {
             assert!(!event["message"].as_str().unwrap().is_empty(), "{event:?}");
             break;
         }
+    }
+    // Carol is a member, not an admin: the notification was not for her.
+    while let Ok(event) =
+        tokio::time::timeout(Duration::from_millis(500), next_event(&mut carols)).await
+    {
+        assert_ne!(event["kind"], "plugin.notification", "{event:?}");
     }
 }
 on_both!(sentiment_response_time_and_event_triggers);

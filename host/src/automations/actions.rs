@@ -27,7 +27,8 @@ pub struct Action {
     /// `escalate_to_human`, `send_notification`, `update_priority`, `notify` or `plugin`.
     #[serde(rename = "type")]
     pub kind: String,
-    /// escalate_to_human `{reason?}`; send_notification `{title?, message?, user_id?}`;
+    /// escalate_to_human `{reason?}`; send_notification `{title?, message?,
+    /// user_id?, user_ids?, roles?}` (everyone in the workspace when it names no one);
     /// update_priority `{priority}`; notify `{plugin_id, title?, text, severity?}`; plugin
     /// `{plugin_id, …}` (the rest goes to the plugin). Strings are templates over the event
     /// (`{{ data.session_id }}`).
@@ -115,6 +116,18 @@ pub async fn validate(db: &Db, workspace_id: Uuid, actions: &[Action]) -> AppRes
                 &field("parameters/text"),
                 "is required: the message's text (a template)",
             ));
+        }
+        if action.kind == "send_notification" {
+            // A templated `user_id` is known only when the rule fires.
+            let mut audience = action.parameters.clone();
+            if audience["user_id"]
+                .as_str()
+                .is_some_and(|u| u.contains("{{"))
+            {
+                audience["user_id"] = Value::Null;
+            }
+            plugins::notification_audience(&audience)
+                .map_err(|e| AppError::invalid(&field("parameters"), e))?;
         }
         if action.kind == "update_priority"
             && !params

@@ -1,10 +1,11 @@
 //! What the host does with the events a plugin emits, always inside the plugin's workspace:
 //! `chat.escalate` and `chat.priority` change a session of that workspace, `notification`
-//! reaches its members (or one of them); other kinds are published on the workspace's topic.
+//! reaches its members (all, or those it names by id or role); other kinds are published on the workspace's topic.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::access::Role;
 use crate::args;
 use crate::chat::{Priority, SessionChange, SessionStatus, change_in_workspace};
 use crate::infra::eventlog::Cause;
@@ -74,26 +75,15 @@ pub async fn apply(
             "notification" => {
                 let title = payload["title"].as_str().unwrap_or("Notification");
                 let message = payload["message"].as_str().unwrap_or_default();
-                let members: Vec<(Uuid,)> = state
+                let members: Vec<(Uuid, String)> = state
                     .db
                     .fetch_all(
-                        "SELECT user_id FROM workspace_members WHERE workspace_id = $1",
+                        "SELECT user_id, role FROM workspace_members WHERE workspace_id = $1",
                         args![workspace_id],
                     )
                     .await
                     .map_err(|e| e.to_string())?;
-                let targets: Vec<Uuid> = match payload.get("user_id").filter(|v| !v.is_null()) {
-                    Some(_) => {
-                        let user = uuid_of(&payload, "user_id").map_err(refused)?;
-                        if !members.iter().any(|(m,)| *m == user) {
-                            return Err(refused(
-                                "the user is not a member of the plugin's workspace".into(),
-                            ));
-                        }
-                        vec![user]
-                    }
-                    None => members.into_iter().map(|(m,)| m).collect(),
-                };
+                let targets = audience(&members, &payload).map_err(refused)?;
                 for user in targets {
                     notify(
                         state,
@@ -117,6 +107,57 @@ pub async fn apply(
     }
     Ok(())
 }
+
+/// Whom a `notification` is for, of the workspace's `(member, role)`s: those named by
+/// `user_id`/`user_ids` or holding one of `roles`; every member when it names none.
+fn audience(members: &[(Uuid, String)], payload: &Value) -> Result<Vec<Uuid>, String> {
+    let (users, roles) = notification_audience(payload)?;
+    if let Some(stranger) = users.iter().find(|u| !members.iter().any(|(m, _)| m == *u)) {
+        return Err(format!(
+            "the user {stranger} is not a member of the plugin's workspace"
+        ));
+    }
+    let everyone = users.is_empty() && roles.is_empty();
+    Ok(members
+        .iter()
+        .filter(|(user, role)| everyone || users.contains(user) || roles.contains(role))
+        .map(|(user, _)| *user)
+        .collect())
+}
+
+/// The users and roles a notification names (a rule's `send_notification` parameters are
+/// checked with it when the rule is saved).
+pub fn notification_audience(payload: &Value) -> Result<(Vec<Uuid>, Vec<String>), String> {
+    let mut users = Vec::new();
+    if payload.get("user_id").is_some_and(|v| !v.is_null()) {
+        users.push(uuid_of(payload, "user_id")?);
+    }
+    let list = |key: &str| -> Result<Vec<String>, String> {
+        match payload.get(key) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(items)) if items.len() <= MAX_AUDIENCE => items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_owned)
+                        .ok_or(format!("{key} must hold strings"))
+                })
+                .collect(),
+            Some(_) => Err(format!("{key} must be a list of at most {MAX_AUDIENCE}")),
+        }
+    };
+    for id in list("user_ids")? {
+        users.push(Uuid::parse_str(&id).map_err(|_| format!("`{id}` in user_ids is not a UUID"))?);
+    }
+    let roles = list("roles")?;
+    if let Some(bad) = roles.iter().find(|r| Role::parse(r).is_none()) {
+        return Err(format!("`{bad}` in roles is not owner, admin or member"));
+    }
+    Ok((users, roles))
+}
+
+/// How many users or roles one notification may name.
+const MAX_AUDIENCE: usize = 100;
 
 async fn admins(state: &AppState, workspace_id: Uuid) -> Result<Vec<Uuid>, String> {
     let rows: Vec<(Uuid,)> = state

@@ -21,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 pub use crate::infra::sandbox::{Call, Capability, Kind, Manifest, Outcome, Output, PluginError};
+pub use events::notification_audience;
 pub use subscriptions::IntegrationSubscriptions;
 pub use testing::output_json;
 

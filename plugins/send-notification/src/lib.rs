@@ -1,5 +1,6 @@
-//! Send a notification: emits `notification` with a title, a message and optionally one user;
-//! the host delivers it on the members' notification sockets.
+//! Send a notification: emits `notification` with a title, a message and optionally whom it is
+//! for (`user_id`, `user_ids`, `roles`); the host delivers it on those members' notification
+//! sockets, or every member's when none is named.
 
 use nova_plugin_sdk::automation_action::{Event, Guest, host};
 use serde_json::{Value, json};
@@ -16,8 +17,10 @@ impl Guest for SendNotification {
             .map(str::to_owned)
             .unwrap_or_else(|| format!("The event `{}` happened.", event.kind));
         let mut payload = json!({"title": title, "message": message});
-        if let Some(user) = params["user_id"].as_str() {
-            payload["user_id"] = json!(user);
+        for audience in ["user_id", "user_ids", "roles"] {
+            if !params[audience].is_null() {
+                payload[audience] = params[audience].clone();
+            }
         }
         host::events::emit(&Event {
             kind: "notification".into(),
