@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TestApp, User, assert_problem, column, connect, mock_ai, next_event, recorder,
+    Backend, TestApp, User, assert_problem, column, connect, drop_database, fresh_database,
+    mock_ai, next_event, recorder,
 };
 use crate::on_both;
 use crate::realtime::ticket_url;
@@ -833,10 +834,11 @@ async fn slow_receiver(delay: Duration) -> (String, std::sync::Arc<std::sync::Mu
 /// A host killed with SIGKILL while a rule's effect is under way, with a later event waiting
 /// behind it: after a restart the waiting event's rule fires once, and the interrupted run is
 /// finished (once).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_between_the_change_and_the_rule_applies_the_effect_once() {
+async fn kill_9_between_the_change_and_the_rule_applies_the_effect_once(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let database_url = format!("sqlite://{}", dir.path().join("nova.db").display());
+    let Some((database_url, pg_database)) = fresh_database(backend, dir.path()).await else {
+        return;
+    };
     let data_dir = dir.path().display().to_string();
     let env = [
         ("DATABASE_URL", database_url.as_str()),
@@ -896,7 +898,7 @@ async fn kill_9_between_the_change_and_the_rule_applies_the_effect_once() {
         .status();
     let _ = first.wait().await;
 
-    let (_second, base) = crate::helpers::start_nova(&env).await;
+    let (second, base) = crate::helpers::start_nova(&env).await;
     let app = TestApp::at(&base);
     eventually("the escalation after the restart", || {
         let app = app.clone();
@@ -914,4 +916,22 @@ async fn kill_9_between_the_change_and_the_rule_applies_the_effect_once() {
         2,
         "the interrupted post was made again, once"
     );
+    drop(second);
+    drop_database(pg_database).await;
+}
+
+mod kill_9_between_the_change_and_the_rule_applies_the_effect_once {
+    use crate::helpers::Backend;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::kill_9_between_the_change_and_the_rule_applies_the_effect_once(Backend::Sqlite)
+            .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::kill_9_between_the_change_and_the_rule_applies_the_effect_once(Backend::Postgres)
+            .await;
+    }
 }

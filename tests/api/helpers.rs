@@ -153,11 +153,21 @@ fn base_config(database_url: &str, data_dir: &std::path::Path) -> Config {
 
 pub async fn spawn_app(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (database_url, pg_database) = match backend {
-        Backend::Sqlite => (
-            format!("sqlite://{}", dir.path().join("nova.db").display()),
-            None,
-        ),
+    let (database_url, pg_database) = fresh_database(backend, dir.path()).await?;
+    let mut config = base_config(&database_url, dir.path());
+    configure(&mut config);
+    let app = start(config, backend, database_url, dir, pg_database).await;
+    Some(app)
+}
+
+/// A fresh, empty database on `backend` (`None` when PostgreSQL is not configured): its URL
+/// and, on PostgreSQL, its name for [`drop_database`].
+pub async fn fresh_database(
+    backend: Backend,
+    dir: &std::path::Path,
+) -> Option<(String, Option<String>)> {
+    match backend {
+        Backend::Sqlite => Some((format!("sqlite://{}", dir.join("nova.db").display()), None)),
         Backend::Postgres => {
             let admin = postgres_admin_url()?;
             let name = format!("nova_test_{}", uuid::Uuid::new_v4().simple());
@@ -172,13 +182,20 @@ pub async fn spawn_app(backend: Backend, configure: impl FnOnce(&mut Config)) ->
                 Some((server, _)) => format!("{server}/{name}"),
                 None => panic!("NOVA_TEST_POSTGRES_URL must end with a database name"),
             };
-            (url, Some(name))
+            Some((url, Some(name)))
         }
-    };
-    let mut config = base_config(&database_url, dir.path());
-    configure(&mut config);
-    let app = start(config, backend, database_url, dir, pg_database).await;
-    Some(app)
+    }
+}
+
+/// Drops a PostgreSQL database made by [`fresh_database`].
+pub async fn drop_database(name: Option<String>) {
+    if let (Some(name), Some(admin)) = (name, postgres_admin_url())
+        && let Ok(mut conn) = PgConnection::connect(&admin).await
+    {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
 }
 
 async fn start(
@@ -242,13 +259,7 @@ impl TestApp {
         if let Some(tx) = self.inner.shutdown.lock().ok().and_then(|mut s| s.take()) {
             let _ = tx.send(());
         }
-        if let (Some(name), Some(admin)) = (self.inner.pg_database.clone(), postgres_admin_url())
-            && let Ok(mut conn) = PgConnection::connect(&admin).await
-        {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut conn)
-                .await;
-        }
+        drop_database(self.inner.pg_database.clone()).await;
     }
 
     pub async fn call(
