@@ -99,6 +99,21 @@ async fn events_catalogue_and_rule_crud(app: TestApp) {
     let doc = app.get("/api/openapi.json", &alice.token).await;
     assert!(doc.body["paths"]["/api/automations/rules"].is_object());
     assert!(doc.body["paths"]["/api/team/activity-feed"].is_object());
+    for t in &names {
+        let schema = &doc.body["components"]["schemas"][format!("EventData.{t}")];
+        assert_eq!(schema["type"], "object", "{t} is in the OpenAPI document");
+    }
+    let message = &doc.body["components"]["schemas"]["EventData.chat.message.created"];
+    assert_eq!(
+        message["properties"]["content"]["type"], "string",
+        "{message:?}"
+    );
+    assert!(
+        message["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("`chat.message.created`")
+    );
 
     // Validation names the bad field.
     let good = json!({"name": "Refunds", "enabled": true,

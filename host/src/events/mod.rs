@@ -58,6 +58,24 @@ async fn list_types(_auth: AuthUser) -> Json<EventTypes> {
     })
 }
 
+/// Puts the catalogue into the OpenAPI document: the `data` of each type as the component
+/// `EventData.<type>` (e.g. `EventData.chat.message.created`), described as the type is.
+pub fn document(openapi: &mut utoipa::openapi::OpenApi) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    for t in catalogue::TYPES {
+        let mut schema = t.schema();
+        schema["description"] = Value::from(format!("`{}`: {}", t.name, t.description));
+        match serde_json::from_value::<utoipa::openapi::RefOr<utoipa::openapi::Schema>>(schema) {
+            Ok(schema) => {
+                components
+                    .schemas
+                    .insert(format!("EventData.{}", t.name), schema);
+            }
+            Err(e) => tracing::error!(r#type = t.name, "event schema not in OpenAPI: {e}"),
+        }
+    }
+}
+
 /// Whether `pattern` (a type, `prefix.*` or `*`) covers the type `name`.
 pub fn matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_suffix('*') {
