@@ -70,7 +70,8 @@ pub async fn candidates(db: &Db, event: &Event) -> AppResult<Vec<Rule>> {
         .fetch_all(
             &format!(
                 "SELECT {RULE_COLUMNS} FROM automation_rules r
-                 WHERE r.workspace_id = $1 AND r.event_type = $2 AND r.trigger_type <> 'keyword_detected'
+                 WHERE r.workspace_id = $1 AND r.event_type = $2
+                    AND r.trigger_type IN ('sentiment_negative', 'response_time_high', 'event')
                     AND r.enabled = $3 ORDER BY r.id"
             ),
             args![event.workspace_id, event.kind.clone(), true],
@@ -93,10 +94,9 @@ pub async fn candidates(db: &Db, event: &Event) -> AppResult<Vec<Rule>> {
             let found: Vec<Rule> = db
                 .fetch_all(
                     &format!(
-                        "SELECT {RULE_COLUMNS} FROM automation_rules r WHERE r.id IN
-                            (SELECT k.rule_id FROM automation_rule_keywords k
-                             WHERE k.workspace_id = $1 AND k.word IN ({list}))
-                         AND r.enabled = $2"
+                        "SELECT {RULE_COLUMNS} FROM automation_rule_keywords k
+                         JOIN automation_rules r ON r.id = k.rule_id
+                         WHERE k.workspace_id = $1 AND k.word IN ({list}) AND r.enabled = $2"
                     ),
                     filter.binds,
                 )

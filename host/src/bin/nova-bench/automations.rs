@@ -35,7 +35,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         mut conn,
         token,
         ..
-    } = InProcessHost::start(|_| {}).await?;
+    } = InProcessHost::start(|c| c.chat_rate_limit_per_minute = 1_000_000).await?;
     let me = conn
         .request("GET", "/api/user/me", Some(&token), None)
         .await?;
