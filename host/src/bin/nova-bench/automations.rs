@@ -135,6 +135,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     }
+    // Fresh statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` would leave them: with
+    // none, the planner walks all the workspace's keyword rows instead of looking the words up.
+    state.db.execute("ANALYZE", vec![]).await?;
     let with_many = time_handling(&engine, &event, args.evaluations).await?;
     let scan = time_scan(&state.db, &event, args.evaluations).await?;
     println!(
