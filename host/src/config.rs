@@ -154,6 +154,66 @@ pub struct Config {
     /// (`hooks.slack.com=10.1.2.3`), as curl's `--resolve` does: an egress gateway, split DNS,
     /// or a stand-in receiver in tests. The address still passes the outbound guard.
     pub resolve: Vec<(String, IpAddr)>,
+    /// `NOVA_WEBHOOK_RETRY_SCHEDULE`: the waits before each retry of a webhook delivery
+    /// (`5s,5m,30m,2h,5h,10h,10h`, as Svix does); after the last, the delivery has failed.
+    pub webhook_retry_schedule: Vec<std::time::Duration>,
+    /// `NOVA_WEBHOOK_DISABLE_AFTER`: an endpoint whose every attempt failed for this long
+    /// (`5d`), or this many times in a row (`20`), is disabled.
+    pub webhook_disable_after: DisableAfter,
+}
+
+/// When a failing webhook endpoint is disabled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DisableAfter {
+    /// Failing for this long.
+    Failing(std::time::Duration),
+    /// This many failed attempts in a row.
+    Failures(u32),
+}
+
+/// Parses a duration such as `500ms`, `5s`, `5m`, `2h` or `5d`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{text}` has no unit (ms, s, m, h or d)"))?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` does not start with a number"))?;
+    let seconds = match unit {
+        "ms" => return Ok(std::time::Duration::from_millis(n)),
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit is one of ms, s, m, h, d")),
+    };
+    n.checked_mul(seconds)
+        .filter(|s| *s <= 366 * 86_400)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is over a year"))
+}
+
+/// Parses `NOVA_WEBHOOK_RETRY_SCHEDULE`: 1–20 comma-separated durations.
+pub fn parse_retry_schedule(list: &str) -> Result<Vec<std::time::Duration>, String> {
+    let schedule = list
+        .split(',')
+        .map(parse_duration)
+        .collect::<Result<Vec<_>, _>>()?;
+    if schedule.is_empty() || schedule.len() > 20 {
+        return Err("holds 1 to 20 durations".into());
+    }
+    Ok(schedule)
+}
+
+/// Parses `NOVA_WEBHOOK_DISABLE_AFTER`: a duration, or a count of failed attempts.
+pub fn parse_disable_after(text: &str) -> Result<DisableAfter, String> {
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("a count of failures is at least 1".into()),
+        Ok(count) => Ok(DisableAfter::Failures(count)),
+        Err(_) => parse_duration(text).map(DisableAfter::Failing),
+    }
 }
 
 /// Parses `NOVA_RESOLVE`: comma-separated `host=address` pairs.
@@ -222,6 +282,12 @@ impl Default for Config {
             plugin_log_keep: 10_000,
             allow_private_urls: AllowPrivate::default(),
             resolve: Vec::new(),
+            webhook_retry_schedule: [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+                .map(std::time::Duration::from_secs)
+                .to_vec(),
+            webhook_disable_after: DisableAfter::Failing(std::time::Duration::from_secs(
+                5 * 86_400,
+            )),
         }
     }
 }
@@ -265,6 +331,8 @@ struct FileConfig {
     plugin_log_keep: Option<u64>,
     allow_private_urls: Option<String>,
     resolve: Option<String>,
+    webhook_retry_schedule: Option<String>,
+    webhook_disable_after: Option<String>,
 }
 
 impl Config {
@@ -501,6 +569,14 @@ impl Config {
         if let Some(v) = pick("NOVA_RESOLVE", file.resolve) {
             c.resolve = parse_resolve(&v).map_err(|e| anyhow::anyhow!("NOVA_RESOLVE: {e}"))?;
         }
+        if let Some(v) = pick("NOVA_WEBHOOK_RETRY_SCHEDULE", file.webhook_retry_schedule) {
+            c.webhook_retry_schedule = parse_retry_schedule(&v)
+                .map_err(|e| anyhow::anyhow!("NOVA_WEBHOOK_RETRY_SCHEDULE: {e}"))?;
+        }
+        if let Some(v) = pick("NOVA_WEBHOOK_DISABLE_AFTER", file.webhook_disable_after) {
+            c.webhook_disable_after = parse_disable_after(&v)
+                .map_err(|e| anyhow::anyhow!("NOVA_WEBHOOK_DISABLE_AFTER: {e}"))?;
+        }
         c.espeak_path = match pick("NOVA_ESPEAK", file.espeak) {
             Some(v) if v == "off" => None,
             Some(v) => Some(v),
@@ -603,11 +679,35 @@ mod tests {
             ("NOVA_MASTER_KEY", "short"),
             ("NOVA_BULK_RATE_LIMIT", "0"),
             ("NOVA_CORS_ORIGINS", "example.com"),
+            ("NOVA_WEBHOOK_RETRY_SCHEDULE", "5s,soon"),
+            ("NOVA_WEBHOOK_DISABLE_AFTER", "0"),
         ] {
             let env = move |k: &str| (k == key).then(|| value.to_string());
             let err = Config::from_sources(None, &env).unwrap_err();
             assert!(format!("{err:#}").contains(key), "{key}: {err:#}");
         }
+    }
+
+    #[test]
+    fn webhook_schedule_and_disable_after_parse() {
+        let c = Config::from_sources(
+            None,
+            &env_of(&[
+                ("NOVA_WEBHOOK_RETRY_SCHEDULE", "1s, 500ms,2m"),
+                ("NOVA_WEBHOOK_DISABLE_AFTER", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.webhook_retry_schedule,
+            [1000, 500, 120_000].map(std::time::Duration::from_millis)
+        );
+        assert_eq!(c.webhook_disable_after, DisableAfter::Failures(3));
+        assert_eq!(
+            parse_disable_after("5d"),
+            Ok(DisableAfter::Failing(std::time::Duration::from_secs(432_000)))
+        );
+        assert_eq!(Config::default().webhook_retry_schedule.len(), 7);
     }
 
     #[test]
