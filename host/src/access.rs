@@ -47,6 +47,34 @@ pub async fn require_role(
     }
 }
 
+/// Each of `ids` (a list a rule or webhook is limited to, at most 100) must be a project of
+/// `workspace_id`; the error names the first that is not (`field/N`).
+pub async fn projects_of_workspace(
+    db: &Db,
+    workspace_id: Uuid,
+    field: &str,
+    ids: &[Uuid],
+) -> AppResult<()> {
+    if ids.len() > 100 {
+        return Err(AppError::invalid(field, "holds at most 100 projects"));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let found: Option<(Uuid,)> = db
+            .fetch_optional(
+                "SELECT id FROM projects WHERE id = $1 AND workspace_id = $2",
+                args![*id, workspace_id],
+            )
+            .await?;
+        if found.is_none() {
+            return Err(AppError::invalid(
+                &format!("{field}/{i}"),
+                "is not a project of this workspace",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The workspace made for `user_id` at registration.
 pub async fn personal_workspace(db: &Db, user_id: Uuid) -> AppResult<Option<Uuid>> {
     let row: Option<(Uuid,)> = db

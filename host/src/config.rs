@@ -705,7 +705,9 @@ mod tests {
         assert_eq!(c.webhook_disable_after, DisableAfter::Failures(3));
         assert_eq!(
             parse_disable_after("5d"),
-            Ok(DisableAfter::Failing(std::time::Duration::from_secs(432_000)))
+            Ok(DisableAfter::Failing(std::time::Duration::from_secs(
+                432_000
+            )))
         );
         assert_eq!(Config::default().webhook_retry_schedule.len(), 7);
     }

@@ -24,6 +24,7 @@ pub mod projects;
 pub mod realtime;
 pub mod team;
 pub mod user;
+pub mod webhooks;
 // Layer 5: the HTTP surface.
 pub mod http;
 
@@ -60,6 +61,7 @@ pub async fn serve(
         shutdown: state.shutdown.clone(),
     })
     .await?;
+    webhooks::sender::spawn(state.clone());
     let sockets = state.clone();
     // The peer address keys the per-address rate limits (login, registration).
     axum::serve(
@@ -86,6 +88,7 @@ fn event_consumers(state: &AppState) -> Vec<std::sync::Arc<dyn infra::eventlog::
         std::sync::Arc::new(automations::engine::RuleEngine(state.clone())),
         std::sync::Arc::new(plugins::IntegrationSubscriptions(state.clone())),
         std::sync::Arc::new(team::activity::ActivityFeed(state.clone())),
+        std::sync::Arc::new(webhooks::WebhookFanout(state.clone())),
     ]
 }
 

@@ -7,30 +7,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, TestApp, User, assert_problem, column, connect, drop_database, fresh_database,
-    mock_ai, next_event, recorder,
+    Backend, TestApp, User, assert_problem, column, connect, drop_database, eventually,
+    fresh_database, mock_ai, next_event, recorder,
 };
 use crate::on_both;
 use crate::realtime::ticket_url;
-
-/// Polls `check` every 50 ms until it gives a value, for at most 15 s.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn create_rule(app: &TestApp, user: &User, body: Value) -> String {
     let r = app.post("/api/automations/rules", &user.token, body).await;

@@ -250,8 +250,21 @@ impl TestApp {
     pub async fn replica(&self, configure: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = base_config(&self.database_url, dir.path());
+        // Replicas share the master key (NOVA_MASTER_KEY), or none could open the others'
+        // secrets.
+        config.master_key = self.master_key();
         configure(&mut config);
         start(config, self.backend, self.database_url.clone(), dir, None).await
+    }
+
+    /// The key the host made in its data dir.
+    fn master_key(&self) -> Option<nova_host::config::Secret<[u8; 32]>> {
+        use base64::Engine;
+        let text = std::fs::read_to_string(self.inner._dir.path().join("master.key")).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()?;
+        Some(nova_host::config::Secret(bytes.try_into().ok()?))
     }
 
     /// Stops the host and drops its PostgreSQL database.
@@ -694,4 +707,23 @@ pub async fn start_nova(env: &[(&str, &str)]) -> (tokio::process::Child, String)
     // Keeps reading, so that the host never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, base)
+}
+
+/// Polls `check` every 50 ms until it gives a value, for at most 15 s.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -20,3 +20,4 @@ mod resilience;
 mod team;
 mod user;
 mod voice;
+mod webhooks;

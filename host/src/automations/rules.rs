@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::actions::{self, Action};
 use super::trigger::{Checked, Trigger};
-use crate::access::{Role, require_role, target_workspace};
+use crate::access::{Role, projects_of_workspace, require_role, target_workspace};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Db, Filter, Page, PageQuery, Tx, new_id, now};
@@ -133,7 +133,7 @@ async fn check(db: &Db, workspace_id: Uuid, body: &RuleBody) -> AppResult<Valid>
     }
     let trigger = body.trigger.check()?;
     if let Some(ids) = &body.project_ids {
-        check_projects(db, workspace_id, ids).await?;
+        projects_of_workspace(db, workspace_id, "project_ids", ids).await?;
     }
     if body
         .cooldown_seconds
@@ -152,31 +152,6 @@ async fn check(db: &Db, workspace_id: Uuid, body: &RuleBody) -> AppResult<Valid>
         trigger,
         cooldown_seconds: body.cooldown_seconds,
     })
-}
-
-/// Each id must be a project of the rule's workspace.
-async fn check_projects(db: &Db, workspace_id: Uuid, ids: &[Uuid]) -> AppResult<()> {
-    if ids.len() > 100 {
-        return Err(AppError::invalid(
-            "project_ids",
-            "holds at most 100 projects",
-        ));
-    }
-    for (i, id) in ids.iter().enumerate() {
-        let found: Option<(Uuid,)> = db
-            .fetch_optional(
-                "SELECT id FROM projects WHERE id = $1 AND workspace_id = $2",
-                args![*id, workspace_id],
-            )
-            .await?;
-        if found.is_none() {
-            return Err(AppError::invalid(
-                &format!("project_ids/{i}"),
-                "is not a project of the rule's workspace",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Writes the keyword index of a rule (the first word of each keyword).

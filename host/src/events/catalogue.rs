@@ -284,6 +284,17 @@ pub const TYPES: &[EventType] = &[
             ("download_url", "string", "Where to get it."),
         ],
     },
+    EventType {
+        name: "webhook.endpoint.disabled",
+        description: "A webhook endpoint was disabled: it answered 410 Gone, or every delivery \
+            failed for longer than NOVA_WEBHOOK_DISABLE_AFTER.",
+        summary: "The webhook to {{ subject.name }} was disabled: {{ data.reason }}",
+        fields: &[
+            ("webhook_id", "uuid", "The endpoint."),
+            ("url", "string", "Its URL."),
+            ("reason", "string", "Why it was disabled."),
+        ],
+    },
 ];
 
 /// The catalogue's entry for `name`.
