@@ -7,6 +7,7 @@
 //! cargo run --release -p nova-host --bin nova-bench -- search --chunks 100000
 //! cargo run --release -p nova-host --bin nova-bench -- plugins --events 10000
 //! cargo run --release -p nova-host --bin nova-bench -- automations --rules 1000
+//! cargo run --release -p nova-host --bin nova-bench -- webhooks --events 10000 --endpoints 10
 //! ```
 
 mod automations;
@@ -16,6 +17,7 @@ mod plugins;
 mod projects;
 mod search;
 mod sockets;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 
@@ -42,6 +44,9 @@ enum Bench {
     /// The time from a message to a rule's effect, and the cost of a workspace's rules per
     /// message.
     Automations(automations::Args),
+    /// Events delivered to webhook endpoints: deliveries per second and event → receiver
+    /// latency.
+    Webhooks(webhooks::Args),
 }
 
 #[tokio::main]
@@ -60,5 +65,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Search(args) => search::run(args).await,
         Bench::Plugins(args) => plugins::run(args).await,
         Bench::Automations(args) => automations::run(args).await,
+        Bench::Webhooks(args) => webhooks::run(args).await,
     }
 }
