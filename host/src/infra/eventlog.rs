@@ -38,6 +38,8 @@ use crate::error::AppResult;
 const NUDGE_CHANNEL: &str = "eventlog";
 /// How often an idle runner looks anyway (a nudge may be lost while Redis is down).
 const POLL: Duration = Duration::from_millis(500);
+/// The first wait for an event held back behind an older transaction (PostgreSQL).
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(2);
 /// Events read at a time.
 const BATCH: i64 = 100;
 /// Tries of one event before the runner logs it and moves on.
@@ -305,18 +307,29 @@ async fn run_consumer(runner: Arc<Runner>, consumer: Arc<dyn Consumer>, host: Uu
     let mut nudges = runner.bus.subscribe(NUDGE_CHANNEL);
     let mut shutdown = runner.shutdown.clone();
     let mut held = None;
+    let mut held_back_wait = HELD_BACK_FIRST_WAIT;
     loop {
-        match step(&runner, consumer.as_ref(), host, &mut held).await {
-            Ok(true) => continue,
-            Ok(false) => {}
+        let wait = match step(&runner, consumer.as_ref(), host, &mut held).await {
+            Ok(Next::More) => continue,
+            Ok(Next::HeldBack) => {
+                // A committed event waits for an older transaction to end: look again soon
+                // rather than at the next nudge or poll, backing off while it lasts.
+                held_back_wait = (held_back_wait * 2).min(POLL);
+                held_back_wait / 2
+            }
+            Ok(Next::Idle) => {
+                held_back_wait = HELD_BACK_FIRST_WAIT;
+                POLL
+            }
             Err(e) => {
                 held = None;
                 tracing::warn!(consumer = consumer.name(), error = %e, "event consumer could not read the log");
+                POLL
             }
-        }
+        };
         tokio::select! {
             _ = nudges.recv() => {}
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => break,
         }
     }
@@ -346,21 +359,31 @@ impl Held {
     }
 }
 
-/// Hands the consumer the next batch of events, if this host holds (or now takes) its lease;
-/// `true` when a full batch was read (more may follow at once).
+/// What a consumer's runner does after a step.
+enum Next {
+    /// A full batch was read: more may follow at once.
+    More,
+    /// Events are committed past the position but not yet readable: an older transaction
+    /// is still open (PostgreSQL).
+    HeldBack,
+    /// Nothing to read, or another host holds the lease.
+    Idle,
+}
+
+/// Hands the consumer the next batch of events, if this host holds (or now takes) its lease.
 async fn step(
     runner: &Runner,
     consumer: &dyn Consumer,
     host: Uuid,
     held: &mut Option<Held>,
-) -> AppResult<bool> {
+) -> AppResult<Next> {
     let mut position = match held {
         Some(h) if std::time::Instant::now() < h.renew_at => h.position,
         _ => match take_lease(runner, consumer.name(), host).await? {
             Some(position) => position,
             None => {
                 *held = None;
-                return Ok(false);
+                return Ok(Next::Idle);
             }
         },
     };
@@ -402,11 +425,28 @@ async fn step(
         if kept == 0 {
             // Another host took the lease over (this one stalled past it): it goes on.
             *held = None;
-            return Ok(false);
+            return Ok(Next::Idle);
         }
         *held = Some(Held::new(position, runner.lease));
     }
-    Ok(events.len() as i64 == BATCH)
+    if events.len() as i64 == BATCH {
+        return Ok(Next::More);
+    }
+    if committed.is_empty() {
+        return Ok(Next::Idle);
+    }
+    let waiting: Option<(i64,)> = runner
+        .db
+        .fetch_optional(
+            "SELECT seq FROM events WHERE (tx_id, seq) > ($1, $2) LIMIT 1",
+            args![position.0, position.1],
+        )
+        .await?;
+    Ok(if waiting.is_some() {
+        Next::HeldBack
+    } else {
+        Next::Idle
+    })
 }
 
 /// The consumer's position, if this host holds (or now takes) its lease. A lease another host

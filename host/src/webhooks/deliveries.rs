@@ -187,6 +187,8 @@ pub async fn retry_delivery(
         event_id: delivery.event_id,
         event_type: delivery.event_type,
         payload,
+        attempts: delivery.attempt_count,
+        status: delivery.status.as_str().to_owned(),
     };
     send_now(&state, id, &pending, Trigger::Manual).await?;
     Ok(Json(load(&state.db, id, delivery_id).await?))
@@ -215,6 +217,8 @@ pub async fn test_webhook(
             &json!({"webhook_id": id, "workspace_id": webhook.workspace_id,
                 "message": "A test event from Nova."}),
         ),
+        attempts: 0,
+        status: DeliveryStatus::Pending.as_str().to_owned(),
     };
     state
         .db

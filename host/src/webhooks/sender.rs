@@ -73,6 +73,9 @@ pub struct Pending {
     pub event_id: Uuid,
     pub event_type: String,
     pub payload: String,
+    /// Attempts so far, and the status, when it was taken in hand.
+    pub attempts: i64,
+    pub status: String,
 }
 
 /// What one attempt got.
@@ -268,7 +271,8 @@ fn retry_delay(schedule: &[Duration], attempts: i64) -> Option<chrono::Duration>
 
 /// Records an attempt and what follows from it: the delivery succeeded, waits for its next
 /// try or failed; the endpoint's failure record; and, past the configured bound or on
-/// `410 Gone`, the endpoint disabled (an event, and its admins told).
+/// `410 Gone`, the endpoint disabled (an event, and its admins told). Four statements in one
+/// transaction, the first taking the endpoint's row.
 pub async fn settle(
     state: &AppState,
     target: &Target,
@@ -277,7 +281,18 @@ pub async fn settle(
     trigger: Trigger,
 ) -> AppResult<()> {
     let mut tx = state.db.begin().await?;
-    if !lock_endpoint(&mut tx, target.endpoint_id, false).await? {
+    let gone = outcome.response_status == Some(410);
+    let health = if trigger == Trigger::Test {
+        // A test does not count against the endpoint.
+        if lock_endpoint(&mut tx, target.endpoint_id, false).await? {
+            Health::Kept
+        } else {
+            Health::Deleted
+        }
+    } else {
+        record_health(state, &mut tx, target, outcome, gone).await?
+    };
+    if matches!(health, Health::Deleted) {
         return Ok(()); // deleted meanwhile, with its log
     }
     let at = now();
@@ -296,84 +311,93 @@ pub async fn settle(
         ],
     )
     .await?;
-    let (attempts, status): (i64, String) = tx
-        .fetch_one(
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, updated_at = $2
-             WHERE id = $1 RETURNING attempts, status",
+    let (status, next_attempt_at) = if outcome.succeeded() {
+        ("succeeded", None)
+    } else if trigger == Trigger::Test || gone {
+        ("failed", None)
+    } else if delivery.status == "pending" {
+        match retry_delay(&state.config.webhook_retry_schedule, delivery.attempts + 1) {
+            Some(delay) => ("pending", Some(at + delay)),
+            None => ("failed", None),
+        }
+    } else {
+        // A manual retry of a finished delivery that failed again stays as it was.
+        (delivery.status.as_str(), None)
+    };
+    // Unless another host's attempt finished it meanwhile (a lapsed claim), or it succeeded.
+    let written = tx
+        .execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, status = $2,
+                next_attempt_at = $3, claimed_by = NULL, updated_at = $4
+             WHERE id = $1 AND (status = $5 OR $2 = 'succeeded')",
+            args![
+                delivery.id,
+                status,
+                next_attempt_at,
+                at,
+                delivery.status.clone()
+            ],
+        )
+        .await?;
+    if written == 0 {
+        tx.execute(
+            "UPDATE webhook_deliveries SET attempts = attempts + 1, updated_at = $2 WHERE id = $1",
             args![delivery.id, at],
         )
         .await?;
-    let gone = outcome.response_status == Some(410);
-    let next = if outcome.succeeded() {
-        Some("succeeded")
-    } else if trigger == Trigger::Test || gone {
-        Some("failed")
-    } else if status == "pending" {
-        match retry_delay(&state.config.webhook_retry_schedule, attempts) {
-            Some(delay) => {
-                tx.execute(
-                    "UPDATE webhook_deliveries SET next_attempt_at = $2, claimed_by = NULL WHERE id = $1",
-                    args![delivery.id, at + delay],
-                )
-                .await?;
-                None
-            }
-            None => Some("failed"),
+    }
+    refresh_due(&mut tx, target.endpoint_id).await?;
+    match health {
+        Health::Disabled(reason) => {
+            state.events.commit(tx).await?;
+            tell_admins(state, target, &reason).await
         }
-    } else {
-        None // a manual retry of a finished delivery that failed again: it stays as it was
-    };
-    if let Some(next) = next {
-        tx.execute(
-            "UPDATE webhook_deliveries SET status = $2, next_attempt_at = NULL, claimed_by = NULL
-             WHERE id = $1",
-            args![delivery.id, next],
-        )
-        .await?;
+        _ => Ok(tx.commit().await?),
     }
-    let disabled = if trigger == Trigger::Test {
-        None
-    } else {
-        record_health(state, &mut tx, target, outcome, gone).await?
-    };
-    match &disabled {
-        Some(_) => state.events.commit(tx).await?,
-        None => {
-            refresh_due(&mut tx, target.endpoint_id).await?;
-            tx.commit().await?;
-        }
-    }
-    if let Some(reason) = disabled {
-        tell_admins(state, target, &reason).await?;
-    }
-    Ok(())
 }
 
-/// Updates the endpoint's failure record; disables it when it answered 410 or has failed
-/// for too long, and answers why.
+/// The endpoint after an attempt.
+enum Health {
+    Kept,
+    /// Disabled by this attempt, and why.
+    Disabled(String),
+    /// Deleted meanwhile.
+    Deleted,
+}
+
+/// Updates the endpoint's failure record (taking its row); disables it when it answered 410
+/// or has failed for too long.
 async fn record_health(
     state: &AppState,
     tx: &mut Tx,
     target: &Target,
     outcome: &Outcome,
     gone: bool,
-) -> AppResult<Option<String>> {
+) -> AppResult<Health> {
     if outcome.succeeded() {
-        tx.execute(
-            "UPDATE webhook_endpoints SET failing_since = NULL, consecutive_failures = 0 WHERE id = $1",
-            args![target.endpoint_id],
-        )
-        .await?;
-        return Ok(None);
+        let found = tx
+            .execute(
+                "UPDATE webhook_endpoints SET failing_since = NULL, consecutive_failures = 0 WHERE id = $1",
+                args![target.endpoint_id],
+            )
+            .await?;
+        return Ok(if found > 0 {
+            Health::Kept
+        } else {
+            Health::Deleted
+        });
     }
-    let (failing_since, failures): (DateTime<Utc>, i64) = tx
-        .fetch_one(
+    let record: Option<(DateTime<Utc>, i64)> = tx
+        .fetch_optional(
             "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2),
                 consecutive_failures = consecutive_failures + 1
              WHERE id = $1 RETURNING failing_since, consecutive_failures",
             args![target.endpoint_id, now()],
         )
         .await?;
+    let Some((failing_since, failures)) = record else {
+        return Ok(Health::Deleted);
+    };
     let reason = if gone {
         Some("the endpoint answered 410 Gone".to_owned())
     } else {
@@ -394,9 +418,9 @@ async fn record_health(
         }
     };
     let Some(reason) = reason else {
-        return Ok(None);
+        return Ok(Health::Kept);
     };
-    let enabled_before = tx
+    let was_enabled = tx
         .execute(
             "UPDATE webhook_endpoints SET enabled = $2, disabled_reason = $3, next_due_at = NULL,
                 version = version + 1, updated_at = $4
@@ -404,8 +428,8 @@ async fn record_health(
             args![target.endpoint_id, false, reason.clone(), now(), true],
         )
         .await?;
-    if enabled_before == 0 {
-        return Ok(None); // disabled already (by an admin, or another attempt)
+    if was_enabled == 0 {
+        return Ok(Health::Kept); // disabled already (by an admin, or another attempt)
     }
     eventlog::record(
         tx,
@@ -419,7 +443,7 @@ async fn record_health(
         },
     )
     .await?;
-    Ok(Some(reason))
+    Ok(Health::Disabled(reason))
 }
 
 /// Tells the workspace's owners and admins, live, that an endpoint was disabled.
@@ -588,7 +612,7 @@ async fn claim(sender: &Sender, endpoint: Uuid, room: usize) -> AppResult<Vec<Pe
     let claimed: Vec<Pending> = if lock_endpoint(&mut tx, endpoint, true).await? {
         tx.fetch_all(
             &format!(
-                "SELECT id, event_id, event_type, payload FROM webhook_deliveries
+                "SELECT id, event_id, event_type, payload, attempts, status FROM webhook_deliveries
                  WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at <= $2
                  ORDER BY next_attempt_at LIMIT {room}"
             ),
