@@ -59,3 +59,23 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id, id);
 CREATE INDEX webhook_attempts_by_time ON webhook_attempts (attempted_at);
+
+-- Attempts per endpoint and day, for GET /api/usage/metrics (tests not counted). Kept when
+-- an endpoint is deleted. Latency buckets: ≤5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5, 5, 10 s, more.
+CREATE TABLE webhook_usage_daily (
+    workspace_id UUID NOT NULL,
+    date DATE NOT NULL,
+    endpoint_id UUID NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    failed_attempts BIGINT NOT NULL DEFAULT 0,
+    -- Deliveries finished by these attempts.
+    succeeded BIGINT NOT NULL DEFAULT 0,
+    failed BIGINT NOT NULL DEFAULT 0,
+    lat_b0 BIGINT NOT NULL DEFAULT 0, lat_b1 BIGINT NOT NULL DEFAULT 0,
+    lat_b2 BIGINT NOT NULL DEFAULT 0, lat_b3 BIGINT NOT NULL DEFAULT 0,
+    lat_b4 BIGINT NOT NULL DEFAULT 0, lat_b5 BIGINT NOT NULL DEFAULT 0,
+    lat_b6 BIGINT NOT NULL DEFAULT 0, lat_b7 BIGINT NOT NULL DEFAULT 0,
+    lat_b8 BIGINT NOT NULL DEFAULT 0, lat_b9 BIGINT NOT NULL DEFAULT 0,
+    lat_b10 BIGINT NOT NULL DEFAULT 0, lat_b11 BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (workspace_id, date, endpoint_id)
+);

@@ -59,3 +59,23 @@ CREATE TABLE webhook_attempts (
 );
 CREATE INDEX webhook_attempts_by_delivery ON webhook_attempts (delivery_id, id);
 CREATE INDEX webhook_attempts_by_time ON webhook_attempts (attempted_at);
+
+-- Attempts per endpoint and day, for GET /api/usage/metrics (tests not counted). Kept when
+-- an endpoint is deleted. Latency buckets: ≤5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5, 5, 10 s, more.
+CREATE TABLE webhook_usage_daily (
+    workspace_id BLOB NOT NULL,
+    date TEXT NOT NULL,
+    endpoint_id BLOB NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    failed_attempts INTEGER NOT NULL DEFAULT 0,
+    -- Deliveries finished by these attempts.
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0,
+    lat_b0 INTEGER NOT NULL DEFAULT 0, lat_b1 INTEGER NOT NULL DEFAULT 0,
+    lat_b2 INTEGER NOT NULL DEFAULT 0, lat_b3 INTEGER NOT NULL DEFAULT 0,
+    lat_b4 INTEGER NOT NULL DEFAULT 0, lat_b5 INTEGER NOT NULL DEFAULT 0,
+    lat_b6 INTEGER NOT NULL DEFAULT 0, lat_b7 INTEGER NOT NULL DEFAULT 0,
+    lat_b8 INTEGER NOT NULL DEFAULT 0, lat_b9 INTEGER NOT NULL DEFAULT 0,
+    lat_b10 INTEGER NOT NULL DEFAULT 0, lat_b11 INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (workspace_id, date, endpoint_id)
+);

@@ -468,6 +468,22 @@ async fn retries_on_the_schedule_and_disables_dead_endpoints(app: TestApp) {
     assert_eq!(retried.status, 200, "{:?}", retried.body);
     assert_eq!(retried.body["attempt_count"], 5);
     assert_eq!(retried.body["status"], "failed");
+    // Usage: every attempt (flaky 3 + 3 for its second event, gone 1, dead 4, the manual
+    // retry 1), with failures and latency.
+    eventually("the flaky endpoint's second delivery to succeed", || async {
+        (deliveries(&app, &alice, flaky_id, "?status=succeeded").await.len() == 2).then_some(())
+    })
+    .await;
+    let usage = app.get("/api/usage/metrics", &alice.token).await;
+    assert_eq!(usage.status, 200, "{:?}", usage.body);
+    let figures = &usage.body["webhooks"];
+    assert_eq!(figures["attempts"], 12, "{figures}");
+    assert_eq!(figures["failed_attempts"], 10, "{figures}");
+    assert_eq!(figures["succeeded"], 2, "{figures}");
+    assert_eq!(figures["failed"], 2, "{figures}");
+    assert!((figures["failure_rate"].as_f64().unwrap() - 10.0 / 12.0).abs() < 1e-9);
+    assert!(figures["latency_p50_ms"].as_f64().unwrap() > 0.0);
+
     // Enabled again, with a clean record.
     let r = app
         .call(

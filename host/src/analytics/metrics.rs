@@ -333,6 +333,12 @@ pub fn ratio(part: i64, whole: i64) -> f64 {
 }
 
 pub fn latency_quantile(buckets: &[i64; 12], q: f64) -> Option<f64> {
+    histogram_quantile(buckets, &LATENCY_BOUNDS_MS, 60_000, q).map(|ms| ms / 1000.0)
+}
+
+/// The `q` quantile of a histogram, interpolated within its bucket: `buckets[i]` counts the
+/// values up to `bounds[i]` (above the one before), the last bucket those up to `ceiling`.
+pub fn histogram_quantile(buckets: &[i64], bounds: &[i64], ceiling: i64, q: f64) -> Option<f64> {
     let total: i64 = buckets.iter().sum();
     if total == 0 {
         return None;
@@ -342,10 +348,10 @@ pub fn latency_quantile(buckets: &[i64; 12], q: f64) -> Option<f64> {
     for (i, n) in buckets.iter().enumerate() {
         let n = *n as f64;
         if n > 0.0 && seen + n >= target {
-            let low = if i == 0 { 0 } else { LATENCY_BOUNDS_MS[i - 1] } as f64;
-            let high = LATENCY_BOUNDS_MS.get(i).copied().unwrap_or(60_000) as f64;
+            let low = if i == 0 { 0 } else { bounds[i - 1] } as f64;
+            let high = bounds.get(i).copied().unwrap_or(ceiling) as f64;
             let within = ((target - seen) / n).clamp(0.0, 1.0);
-            return Some((low + (high - low) * within) / 1000.0);
+            return Some(low + (high - low) * within);
         }
         seen += n;
     }

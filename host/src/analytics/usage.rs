@@ -60,6 +60,8 @@ pub struct UsageReport {
     pub by_project: Vec<ProjectUsage>,
     /// US dollars per million prompt / completion tokens, by model.
     pub prices: BTreeMap<String, (f64, f64)>,
+    /// Webhook deliveries of the workspaces the caller administers.
+    pub webhooks: crate::webhooks::usage::WebhookUsage,
 }
 
 #[derive(sqlx::FromRow)]
@@ -154,6 +156,7 @@ async fn usage(
                     .collect(),
                 by_project,
                 prices: prices.clone(),
+                webhooks: crate::webhooks::usage::usage(&state.db, auth.id, from).await?,
             })
         })
         .await?;

@@ -7,6 +7,7 @@ mod endpoints;
 pub mod fanout;
 pub mod sender;
 pub mod signing;
+pub mod usage;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

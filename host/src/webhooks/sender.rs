@@ -271,8 +271,8 @@ fn retry_delay(schedule: &[Duration], attempts: i64) -> Option<chrono::Duration>
 
 /// Records an attempt and what follows from it: the delivery succeeded, waits for its next
 /// try or failed; the endpoint's failure record; and, past the configured bound or on
-/// `410 Gone`, the endpoint disabled (an event, and its admins told). Four statements in one
-/// transaction, the first taking the endpoint's row.
+/// `410 Gone`, the endpoint disabled (an event, and its admins told); the day's usage
+/// figures. One transaction, whose first statement takes the endpoint's row.
 pub async fn settle(
     state: &AppState,
     target: &Target,
@@ -345,6 +345,14 @@ pub async fn settle(
             args![delivery.id, at],
         )
         .await?;
+    }
+    if trigger != Trigger::Test {
+        let finished = match status {
+            "succeeded" => Some(true),
+            "failed" if delivery.status == "pending" => Some(false),
+            _ => None,
+        };
+        super::usage::count(&mut tx, target, outcome, outcome.succeeded(), finished).await?;
     }
     refresh_due(&mut tx, target.endpoint_id).await?;
     match health {
