@@ -21,6 +21,8 @@ pub struct AuthUser {
     pub id: Uuid,
     pub is_instance_admin: bool,
     pub token_id: Uuid,
+    /// Whether the token is an API key (not a login session).
+    pub api_key: bool,
 }
 
 impl AuthUser {
@@ -43,7 +45,7 @@ impl FromRequestParts<AppState> for InstanceAdmin {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let caller = authenticate(state, &parts.headers).await?;
+        let caller = authenticate_parts(state, parts).await?;
         caller.require_instance_admin()?;
         Ok(InstanceAdmin(caller))
     }
@@ -54,14 +56,27 @@ struct TokenOwner {
     token_id: Uuid,
     user_id: Uuid,
     is_instance_admin: bool,
+    kind: String,
 }
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        authenticate(state, &parts.headers).await
+        authenticate_parts(state, parts).await
     }
+}
+
+/// Authenticates a request and notes the caller for the API usage counts.
+async fn authenticate_parts(state: &AppState, parts: &Parts) -> Result<AuthUser, AppError> {
+    let caller = authenticate(state, &parts.headers).await?;
+    if let Some(slot) = parts
+        .extensions
+        .get::<crate::infra::api_usage::CallerSlot>()
+    {
+        slot.fill(caller.id, caller.token_id, caller.api_key);
+    }
+    Ok(caller)
 }
 
 /// The user whose bearer token the headers carry.
@@ -91,7 +106,7 @@ pub async fn authenticate(
     let owner: Option<TokenOwner> = state
         .db
         .fetch_optional(
-            "SELECT t.id AS token_id, u.id AS user_id, u.is_instance_admin
+            "SELECT t.id AS token_id, u.id AS user_id, u.is_instance_admin, t.kind
              FROM api_tokens t JOIN users u ON u.id = t.user_id
              WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
             args![hash_token(token), crate::db::now()],
@@ -104,6 +119,7 @@ pub async fn authenticate(
         id: owner.user_id,
         is_instance_admin: owner.is_instance_admin,
         token_id: owner.token_id,
+        api_key: owner.kind == "api_key",
     })
 }
 

@@ -62,6 +62,11 @@ pub async fn serve(
     })
     .await?;
     webhooks::sender::spawn(state.clone());
+    infra::api_usage::spawn_flush(
+        state.api_usage.clone(),
+        state.db.clone(),
+        state.shutdown.clone(),
+    );
     let sockets = state.clone();
     // The peer address keys the per-address rate limits (login, registration).
     axum::serve(

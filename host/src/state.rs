@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::infra::api_usage::ApiUsage;
 use crate::infra::bus::EventBus;
 use crate::infra::cache::Cache;
 use crate::infra::eventlog::EventLog;
@@ -31,6 +32,8 @@ pub struct AppState {
     /// plugins).
     pub outbound: Outbound,
     pub metrics: Arc<Metrics>,
+    /// API requests by caller, written to `api_usage_daily` every second.
+    pub api_usage: Arc<ApiUsage>,
     /// Turns true when the host shuts down: sockets close with 1001.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     shutdown_trigger: Arc<tokio::sync::watch::Sender<bool>>,
@@ -126,6 +129,7 @@ impl AppState {
             secrets,
             outbound,
             metrics: Arc::new(Metrics::default()),
+            api_usage: Arc::new(ApiUsage::default()),
             shutdown,
             shutdown_trigger: Arc::new(shutdown_trigger),
             sockets: Arc::default(),

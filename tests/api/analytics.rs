@@ -634,3 +634,35 @@ async fn a_tie_on_success_rate_goes_to_the_better_rated_agent(app: TestApp) {
     assert_eq!(top["id"], rated[1].as_str(), "{top}");
 }
 on_both!(a_tie_on_success_rate_goes_to_the_better_rated_agent);
+
+/// `GET /api/usage/metrics` counts the caller's API requests, in total and per API key, with
+/// errors (4xx and 5xx).
+async fn usage_counts_api_requests_per_api_key(app: TestApp) {
+    let alice = app.register("alice").await;
+    let created = app
+        .post("/api/user/api-keys", &alice.token, json!({"name": "CI"}))
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let key_id = created.body["id"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/projects", &key).await.status, 200);
+    }
+    assert_problem(&app.get("/api/projects/not-a-uuid", &key).await, 400);
+    // Counts reach the table every second.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let usage = app.get("/api/usage/metrics", &alice.token).await;
+    assert_eq!(usage.status, 200, "{:?}", usage.body);
+    let api = &usage.body["api"];
+    let by_key = api["by_api_key"].as_array().unwrap();
+    assert_eq!(by_key.len(), 1, "{api}");
+    assert_eq!(by_key[0]["api_key_id"], key_id.as_str());
+    assert_eq!(by_key[0]["name"], "CI");
+    assert_eq!(by_key[0]["requests"], 4);
+    assert_eq!(by_key[0]["errors"], 1);
+    assert_eq!(by_key[0]["error_rate"], 0.25);
+    // The session's own requests (creating the key) are in the totals.
+    assert!(api["requests"].as_i64().unwrap() >= 5, "{api}");
+    assert_eq!(api["errors"], 1);
+}
+on_both!(usage_counts_api_requests_per_api_key);

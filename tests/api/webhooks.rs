@@ -470,9 +470,16 @@ async fn retries_on_the_schedule_and_disables_dead_endpoints(app: TestApp) {
     assert_eq!(retried.body["status"], "failed");
     // Usage: every attempt (flaky 3 + 3 for its second event, gone 1, dead 4, the manual
     // retry 1), with failures and latency.
-    eventually("the flaky endpoint's second delivery to succeed", || async {
-        (deliveries(&app, &alice, flaky_id, "?status=succeeded").await.len() == 2).then_some(())
-    })
+    eventually(
+        "the flaky endpoint's second delivery to succeed",
+        || async {
+            (deliveries(&app, &alice, flaky_id, "?status=succeeded")
+                .await
+                .len()
+                == 2)
+                .then_some(())
+        },
+    )
     .await;
     let usage = app.get("/api/usage/metrics", &alice.token).await;
     assert_eq!(usage.status, 200, "{:?}", usage.body);

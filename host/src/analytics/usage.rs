@@ -62,6 +62,73 @@ pub struct UsageReport {
     pub prices: BTreeMap<String, (f64, f64)>,
     /// Webhook deliveries of the workspaces the caller administers.
     pub webhooks: crate::webhooks::usage::WebhookUsage,
+    /// The caller's own API requests.
+    pub api: ApiRequests,
+}
+
+/// API requests (every authenticated request, counted per user and token); errors are
+/// answers of 400 and above.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct ApiRequests {
+    pub requests: i64,
+    pub errors: i64,
+    pub error_rate: f64,
+    /// Per API key (login sessions are only in the totals), busiest first.
+    pub by_api_key: Vec<ApiKeyRequests>,
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+pub struct ApiKeyRequests {
+    pub api_key_id: Uuid,
+    /// Null once the key is revoked.
+    pub name: Option<String>,
+    pub requests: i64,
+    pub errors: i64,
+    #[sqlx(skip)]
+    pub error_rate: f64,
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenDays {
+    token_id: Uuid,
+    api_key: bool,
+    name: Option<String>,
+    requests: i64,
+    errors: i64,
+}
+
+/// The caller's requests since `from`, in total and per API key.
+async fn api_requests(db: &crate::db::Db, caller: Uuid, from: NaiveDate) -> AppResult<ApiRequests> {
+    let rows: Vec<TokenDays> = db
+        .fetch_all(
+            "SELECT a.token_id, a.api_key, t.name, CAST(SUM(a.requests) AS BIGINT) AS requests,
+                CAST(SUM(a.errors) AS BIGINT) AS errors
+             FROM api_usage_daily a LEFT JOIN api_tokens t ON t.id = a.token_id
+             WHERE a.user_id = $1 AND a.date >= $2
+             GROUP BY a.token_id, a.api_key, t.name",
+            crate::args![caller, from],
+        )
+        .await?;
+    let mut report = ApiRequests::default();
+    for row in rows {
+        report.requests += row.requests;
+        report.errors += row.errors;
+        // A revoked key's counts stay under its id, without a name.
+        if row.api_key {
+            report.by_api_key.push(ApiKeyRequests {
+                api_key_id: row.token_id,
+                name: row.name,
+                requests: row.requests,
+                errors: row.errors,
+                error_rate: ratio(row.errors, row.requests),
+            });
+        }
+    }
+    report.error_rate = ratio(report.errors, report.requests);
+    report
+        .by_api_key
+        .sort_by_key(|k| std::cmp::Reverse(k.requests));
+    Ok(report)
 }
 
 #[derive(sqlx::FromRow)]
@@ -157,6 +224,7 @@ async fn usage(
                 by_project,
                 prices: prices.clone(),
                 webhooks: crate::webhooks::usage::usage(&state.db, auth.id, from).await?,
+                api: api_requests(&state.db, auth.id, from).await?,
             })
         })
         .await?;

@@ -6,6 +6,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use crate::infra::api_usage::CallerSlot;
 use crate::state::AppState;
 
 /// Middleware: counts every request under its route template (not its raw path, so ids
@@ -22,8 +23,12 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         _ => "other",
     }
     .to_owned();
+    let caller = CallerSlot::default();
+    let mut req = req;
+    req.extensions_mut().insert(caller.clone());
     let started = Instant::now();
     let response = next.run(req).await;
+    state.api_usage.count(&caller, response.status().as_u16());
     state.metrics.observe(
         &method,
         &path,

@@ -1,6 +1,7 @@
 //! Infrastructure: what the sections stand on. Modules here import only `config`, `db`,
 //! `error` and each other — never a section (a test reads the `use crate::` lines).
 
+pub mod api_usage;
 pub mod bus;
 pub mod cache;
 pub mod eventlog;

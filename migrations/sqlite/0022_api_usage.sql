@@ -1,0 +1,13 @@
+-- API requests per caller (user and token) and day, for GET /api/usage/metrics. Errors are
+-- answers of 400 and above. Kept when a token is revoked.
+CREATE TABLE api_usage_daily (
+    date TEXT NOT NULL,
+    user_id BLOB NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    -- A login session's or an API key's.
+    token_id BLOB NOT NULL,
+    api_key BOOLEAN NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (date, user_id, token_id)
+);
+CREATE INDEX api_usage_by_user ON api_usage_daily (user_id, date);
