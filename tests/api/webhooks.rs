@@ -224,6 +224,17 @@ async fn webhook_crud_and_validation(app: TestApp) {
         &app.get(&format!("/api/webhooks/{id}"), &alice.token).await,
         404,
     );
+
+    // The OpenAPI document describes what receivers get (its `webhooks` section).
+    let doc = app.get("/api/openapi.json", &alice.token).await;
+    let sent = &doc.body["webhooks"]["chat.message.created"]["post"];
+    assert_eq!(
+        sent["requestBody"]["content"]["application/json"]["schema"]["properties"]["data"]["$ref"],
+        "#/components/schemas/EventData.chat.message.created"
+    );
+    assert_eq!(sent["parameters"][2]["name"], "webhook-signature");
+    assert!(doc.body["webhooks"]["webhook.test"].is_object());
+    assert!(doc.body["paths"]["/api/webhooks/{id}/deliveries"]["get"].is_object());
 }
 on_both!(webhook_crud_and_validation);
 

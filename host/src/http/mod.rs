@@ -78,6 +78,9 @@ pub fn router(state: AppState) -> Router {
     let mut openapi = openapi;
     errors_as_problem_json(&mut openapi);
     crate::events::document(&mut openapi);
+    // utoipa has no `webhooks` section: it is added to the JSON.
+    let mut openapi = serde_json::to_value(&openapi).unwrap_or_default();
+    crate::webhooks::document(&mut openapi);
     let openapi = Arc::new(openapi);
     let request_id = HeaderName::from_static("x-request-id");
 
