@@ -120,8 +120,9 @@ pub struct DeliveryListQuery {
 /// An endpoint's deliveries, newest first, each with its attempts.
 #[utoipa::path(get, path = "/api/webhooks/{id}/deliveries", tag = "webhooks", security(("bearer" = [])),
     params(("id" = Uuid, Path), DeliveryListQuery),
-    responses((status = 200, body = Page<Delivery>), (status = 403, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Page<Delivery>), (status = 400, body = crate::error::Problem),
+        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
 pub async fn list_deliveries(
     State(state): State<AppState>,
     auth: AuthUser,

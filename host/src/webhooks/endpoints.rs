@@ -176,7 +176,9 @@ fn check_description(description: Option<&str>) -> AppResult<Option<String>> {
 #[utoipa::path(post, path = "/api/webhooks", tag = "webhooks", security(("bearer" = [])),
     request_body = CreateWebhook,
     responses((status = 201, body = Webhook, description = "The endpoint, with `secret`"),
-        (status = 403, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem, description = "The workspace has 100 endpoints"),
+        (status = 422, body = crate::error::Problem)))]
 pub async fn create_webhook(
     State(state): State<AppState>,
     auth: AuthUser,
@@ -258,7 +260,8 @@ pub struct WebhookListQuery {
 #[utoipa::path(get, path = "/api/webhooks", tag = "webhooks", security(("bearer" = [])),
     params(WebhookListQuery),
     responses((status = 200, body = Page<Webhook>), (status = 400, body = crate::error::Problem),
-        (status = 403, body = crate::error::Problem)))]
+        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem)))]
 pub async fn list_webhooks(
     State(state): State<AppState>,
     auth: AuthUser,
