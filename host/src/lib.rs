@@ -25,6 +25,7 @@ pub mod realtime;
 pub mod team;
 pub mod user;
 pub mod webhooks;
+pub mod workflows;
 // Layer 5: the HTTP surface.
 pub mod http;
 

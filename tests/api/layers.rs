@@ -12,7 +12,7 @@ fn layer_of(module: &str) -> Option<u8> {
         "infra" | "state" => 2,
         "access" | "auth" => 3,
         "analytics" | "automations" | "chat" | "events" | "knowledge" | "plugins" | "projects"
-        | "realtime" | "team" | "user" | "webhooks" => 4,
+        | "realtime" | "team" | "user" | "webhooks" | "workflows" => 4,
         "http" => 5,
         _ => return None,
     })

@@ -21,3 +21,4 @@ mod team;
 mod user;
 mod voice;
 mod webhooks;
+mod workflows;

@@ -43,6 +43,7 @@ use crate::state::AppState;
         (name = "events", description = "The event log's catalogue: every event type with the JSON Schema of its data"),
         (name = "automations", description = "Automation rules over live events, their runs and dry runs"),
         (name = "webhooks", description = "Outbound webhooks: endpoints, Standard Webhooks signatures, retries and the delivery log"),
+        (name = "workflows", description = "Workflows: graphs of agents, knowledge, conditions, actions and people; definitions, validation and versions"),
         (name = "realtime", description = "WebSocket tickets; sockets at /ws/chat/{session_id} and /ws/notifications/{user_id}"),
     )
 )]
@@ -74,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::events::router())
         .merge(crate::automations::router())
         .merge(crate::webhooks::router())
+        .merge(crate::workflows::router())
         .split_for_parts();
     let mut openapi = openapi;
     errors_as_problem_json(&mut openapi);
