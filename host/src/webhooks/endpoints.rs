@@ -94,13 +94,13 @@ pub struct Webhook {
     pub secret: Option<String>,
 }
 
-pub const WEBHOOK_COLUMNS: &str = "id, workspace_id, url, description, events, project_ids,
-    enabled, disabled_reason, failing_since, consecutive_failures, previous_secret_expires_at,
-    version, created_by, created_at, updated_at";
+pub const WEBHOOK_COLUMNS: &str = "w.id, w.workspace_id, w.url, w.description, w.events,
+    w.project_ids, w.enabled, w.disabled_reason, w.failing_since, w.consecutive_failures,
+    w.previous_secret_expires_at, w.version, w.created_by, w.created_at, w.updated_at";
 
 async fn load(db: &Db, id: Uuid) -> AppResult<Webhook> {
     db.fetch_optional(
-        &format!("SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints WHERE id = $1"),
+        &format!("SELECT {WEBHOOK_COLUMNS} FROM webhook_endpoints w WHERE w.id = $1"),
         args![id],
     )
     .await?
@@ -279,16 +279,11 @@ pub async fn list_webhooks(
         limit: q.limit,
         cursor: q.cursor,
     };
-    let columns = WEBHOOK_COLUMNS
-        .split(',')
-        .map(|c| format!("w.{}", c.trim()))
-        .collect::<Vec<_>>()
-        .join(", ");
     let webhooks = state
         .db
         .page_newest_first(
             &format!(
-                "SELECT {columns} FROM workspace_members m
+                "SELECT {WEBHOOK_COLUMNS} FROM workspace_members m
                  JOIN webhook_endpoints w ON w.workspace_id = m.workspace_id
                  WHERE m.user_id = $1 AND m.role IN ('owner', 'admin'){}",
                 filter.sql
