@@ -916,18 +916,4 @@ async fn kill_9_between_the_change_and_the_rule_applies_the_effect_once(backend:
     drop_database(pg_database).await;
 }
 
-mod kill_9_between_the_change_and_the_rule_applies_the_effect_once {
-    use crate::helpers::Backend;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::kill_9_between_the_change_and_the_rule_applies_the_effect_once(Backend::Sqlite)
-            .await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::kill_9_between_the_change_and_the_rule_applies_the_effect_once(Backend::Postgres)
-            .await;
-    }
-}
+on_both!(backend kill_9_between_the_change_and_the_rule_applies_the_effect_once);

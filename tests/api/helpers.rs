@@ -645,6 +645,19 @@ macro_rules! on_both {
             }
         }
     };
+    // A scenario that starts its own hosts (e.g. `nova` processes) from the backend alone.
+    (backend $scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario($crate::helpers::Backend::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$scenario($crate::helpers::Backend::Postgres).await;
+            }
+        }
+    };
     ($scenario:ident, $configure:expr) => {
         mod $scenario {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

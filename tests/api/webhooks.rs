@@ -655,16 +655,4 @@ async fn kill_9_mid_retry_loses_no_delivery(backend: Backend) {
     drop_database(pg_database).await;
 }
 
-mod kill_9_mid_retry_loses_no_delivery {
-    use crate::helpers::Backend;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::kill_9_mid_retry_loses_no_delivery(Backend::Sqlite).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::kill_9_mid_retry_loses_no_delivery(Backend::Postgres).await;
-    }
-}
+on_both!(backend kill_9_mid_retry_loses_no_delivery);
