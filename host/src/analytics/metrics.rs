@@ -64,6 +64,66 @@ pub struct RangeQuery {
     pub time_range: Option<TimeRange>,
 }
 
+/// The latency histogram columns of a rollup row, in bucket order.
+pub const LATENCY_COLUMNS: [&str; 12] = [
+    "lat_b0", "lat_b1", "lat_b2", "lat_b3", "lat_b4", "lat_b5", "lat_b6", "lat_b7", "lat_b8",
+    "lat_b9", "lat_b10", "lat_b11",
+];
+
+/// A rollup row's latency histogram, read from its [`LATENCY_COLUMNS`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
+pub struct LatencyBuckets {
+    pub lat_b0: i64,
+    pub lat_b1: i64,
+    pub lat_b2: i64,
+    pub lat_b3: i64,
+    pub lat_b4: i64,
+    pub lat_b5: i64,
+    pub lat_b6: i64,
+    pub lat_b7: i64,
+    pub lat_b8: i64,
+    pub lat_b9: i64,
+    pub lat_b10: i64,
+    pub lat_b11: i64,
+}
+
+impl LatencyBuckets {
+    pub fn counts(&self) -> [i64; 12] {
+        [
+            self.lat_b0,
+            self.lat_b1,
+            self.lat_b2,
+            self.lat_b3,
+            self.lat_b4,
+            self.lat_b5,
+            self.lat_b6,
+            self.lat_b7,
+            self.lat_b8,
+            self.lat_b9,
+            self.lat_b10,
+            self.lat_b11,
+        ]
+    }
+
+    pub fn add(&mut self, other: &LatencyBuckets) {
+        let (mine, theirs) = (self.counts(), other.counts());
+        [
+            self.lat_b0,
+            self.lat_b1,
+            self.lat_b2,
+            self.lat_b3,
+            self.lat_b4,
+            self.lat_b5,
+            self.lat_b6,
+            self.lat_b7,
+            self.lat_b8,
+            self.lat_b9,
+            self.lat_b10,
+            self.lat_b11,
+        ] = std::array::from_fn(|i| mine[i] + theirs[i]);
+    }
+}
+
 /// The counters of one agent on one day and variant; sum them with [`by_agent`],
 /// [`by_date`] or [`total`].
 #[derive(Debug, Clone, Default, PartialEq, sqlx::FromRow)]
@@ -85,18 +145,8 @@ pub struct DayTotals {
     pub positive_messages: i64,
     pub neutral_messages: i64,
     pub negative_messages: i64,
-    pub lat_b0: i64,
-    pub lat_b1: i64,
-    pub lat_b2: i64,
-    pub lat_b3: i64,
-    pub lat_b4: i64,
-    pub lat_b5: i64,
-    pub lat_b6: i64,
-    pub lat_b7: i64,
-    pub lat_b8: i64,
-    pub lat_b9: i64,
-    pub lat_b10: i64,
-    pub lat_b11: i64,
+    #[sqlx(flatten)]
+    pub latency: LatencyBuckets,
 }
 
 const COUNTERS: [&str; 27] = [
@@ -252,43 +302,11 @@ impl DayTotals {
         self.positive_messages += o.positive_messages;
         self.neutral_messages += o.neutral_messages;
         self.negative_messages += o.negative_messages;
-        let mine = self.buckets();
-        let theirs = o.buckets();
-        self.set_buckets(std::array::from_fn(|i| mine[i] + theirs[i]));
+        self.latency.add(&o.latency);
     }
 
     pub fn buckets(&self) -> [i64; 12] {
-        [
-            self.lat_b0,
-            self.lat_b1,
-            self.lat_b2,
-            self.lat_b3,
-            self.lat_b4,
-            self.lat_b5,
-            self.lat_b6,
-            self.lat_b7,
-            self.lat_b8,
-            self.lat_b9,
-            self.lat_b10,
-            self.lat_b11,
-        ]
-    }
-
-    fn set_buckets(&mut self, b: [i64; 12]) {
-        [
-            self.lat_b0,
-            self.lat_b1,
-            self.lat_b2,
-            self.lat_b3,
-            self.lat_b4,
-            self.lat_b5,
-            self.lat_b6,
-            self.lat_b7,
-            self.lat_b8,
-            self.lat_b9,
-            self.lat_b10,
-            self.lat_b11,
-        ] = b;
+        self.latency.counts()
     }
 
     pub fn messages(&self) -> i64 {

@@ -232,11 +232,10 @@ impl Rollup {
             add("positive_messages", c.positive.into(), &mut binds);
             add("neutral_messages", c.neutral.into(), &mut binds);
             add("negative_messages", c.negative.into(), &mut binds);
-            const BUCKETS: [&str; 12] = [
-                "lat_b0", "lat_b1", "lat_b2", "lat_b3", "lat_b4", "lat_b5", "lat_b6", "lat_b7",
-                "lat_b8", "lat_b9", "lat_b10", "lat_b11",
-            ];
-            for (name, n) in BUCKETS.iter().zip(c.latency_buckets) {
+            for (name, n) in super::metrics::LATENCY_COLUMNS
+                .iter()
+                .zip(c.latency_buckets)
+            {
                 add(name, n.into(), &mut binds);
             }
             let names: Vec<&str> = columns.iter().map(|(n, _)| *n).collect();

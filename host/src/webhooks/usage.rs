@@ -8,18 +8,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::sender::{Outcome, Target};
-use crate::analytics::metrics::{histogram_quantile, ratio};
+use crate::analytics::metrics::{LATENCY_COLUMNS, LatencyBuckets, histogram_quantile, ratio};
 use crate::args;
 use crate::db::{Db, Tx, now};
 use crate::error::AppResult;
 
 /// Upper bounds (ms) of the latency buckets; the last bucket is everything slower.
 const BOUNDS_MS: [i64; 11] = [5, 10, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000];
-const BUCKETS: [&str; 12] = [
-    "lat_b0", "lat_b1", "lat_b2", "lat_b3", "lat_b4", "lat_b5", "lat_b6", "lat_b7", "lat_b8",
-    "lat_b9", "lat_b10", "lat_b11",
-];
-
 /// Webhook deliveries of the workspaces the caller administers.
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct WebhookUsage {
@@ -49,7 +44,7 @@ pub async fn count(
         .iter()
         .position(|b| outcome.duration_ms <= *b)
         .unwrap_or(BOUNDS_MS.len());
-    let column = BUCKETS[bucket];
+    let column = LATENCY_COLUMNS[bucket];
     tx.execute(
         &format!(
             "INSERT INTO webhook_usage_daily (workspace_id, date, endpoint_id, attempts,
@@ -81,37 +76,8 @@ struct Day {
     failed_attempts: i64,
     succeeded: i64,
     failed: i64,
-    lat_b0: i64,
-    lat_b1: i64,
-    lat_b2: i64,
-    lat_b3: i64,
-    lat_b4: i64,
-    lat_b5: i64,
-    lat_b6: i64,
-    lat_b7: i64,
-    lat_b8: i64,
-    lat_b9: i64,
-    lat_b10: i64,
-    lat_b11: i64,
-}
-
-impl Day {
-    fn buckets(&self) -> [i64; 12] {
-        [
-            self.lat_b0,
-            self.lat_b1,
-            self.lat_b2,
-            self.lat_b3,
-            self.lat_b4,
-            self.lat_b5,
-            self.lat_b6,
-            self.lat_b7,
-            self.lat_b8,
-            self.lat_b9,
-            self.lat_b10,
-            self.lat_b11,
-        ]
-    }
+    #[sqlx(flatten)]
+    latency: LatencyBuckets,
 }
 
 /// The caller's webhook figures since `from` (their workspaces where they are owner or
@@ -124,24 +90,23 @@ pub async fn usage(db: &Db, caller: Uuid, from: NaiveDate) -> AppResult<WebhookU
                  FROM workspace_members m
                  JOIN webhook_usage_daily u ON u.workspace_id = m.workspace_id
                  WHERE m.user_id = $1 AND m.role IN ('owner', 'admin') AND u.date >= $2",
-                BUCKETS.map(|b| format!("u.{b}")).join(", ")
+                LATENCY_COLUMNS.map(|b| format!("u.{b}")).join(", ")
             ),
             args![caller, from],
         )
         .await?;
     let mut total = WebhookUsage::default();
-    let mut buckets = [0i64; 12];
+    let mut latency = LatencyBuckets::default();
     for day in &days {
         total.attempts += day.attempts;
         total.failed_attempts += day.failed_attempts;
         total.succeeded += day.succeeded;
         total.failed += day.failed;
-        for (sum, n) in buckets.iter_mut().zip(day.buckets()) {
-            *sum += n;
-        }
+        latency.add(&day.latency);
     }
     total.failure_rate = ratio(total.failed_attempts, total.attempts);
     let ceiling = super::sender::TIMEOUT.as_millis() as i64;
+    let buckets = latency.counts();
     total.latency_p50_ms = histogram_quantile(&buckets, &BOUNDS_MS, ceiling, 0.50);
     total.latency_p95_ms = histogram_quantile(&buckets, &BOUNDS_MS, ceiling, 0.95);
     Ok(total)
