@@ -138,6 +138,11 @@ pub struct Config {
     pub job_lease_secs: i64,
     /// `NOVA_JOB_WORKERS`: how many background jobs this host runs at once.
     pub job_workers: u32,
+    /// `NOVA_WORKFLOW_WORKERS`: how many workflow runs this host drives at once.
+    pub workflow_workers: u32,
+    /// `NOVA_WORKFLOW_MAX_ACTIVE_RUNS`: how many runs of one workspace may be queued, running
+    /// or waiting at once; more are refused (429) or, from triggers, skipped.
+    pub workflow_max_active_runs: i64,
     /// `NOVA_EVENT_RETENTION_DAYS`: how long the event log keeps an event.
     pub event_retention_days: i64,
     /// `NOVA_PLUGIN_TIMEOUT_MS`: the wall-clock deadline of one plugin call (its host calls
@@ -276,6 +281,8 @@ impl Default for Config {
             .collect(),
             job_lease_secs: 30,
             job_workers: 2,
+            workflow_workers: 64,
+            workflow_max_active_runs: 1_000,
             event_retention_days: 90,
             plugin_timeout_ms: 1_000,
             plugin_memory_mb: 64,
@@ -325,6 +332,8 @@ struct FileConfig {
     model_prices: Option<String>,
     job_lease_secs: Option<i64>,
     job_workers: Option<u32>,
+    workflow_workers: Option<u32>,
+    workflow_max_active_runs: Option<i64>,
     event_retention_days: Option<i64>,
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mb: Option<u64>,
@@ -533,6 +542,20 @@ impl Config {
             file.job_workers,
             c.job_workers,
             1..=64,
+        )?;
+        c.workflow_workers = number(
+            "NOVA_WORKFLOW_WORKERS",
+            env("NOVA_WORKFLOW_WORKERS"),
+            file.workflow_workers,
+            c.workflow_workers,
+            1..=1024,
+        )?;
+        c.workflow_max_active_runs = number(
+            "NOVA_WORKFLOW_MAX_ACTIVE_RUNS",
+            env("NOVA_WORKFLOW_MAX_ACTIVE_RUNS"),
+            file.workflow_max_active_runs,
+            c.workflow_max_active_runs,
+            1..=1_000_000,
         )?;
         c.event_retention_days = number(
             "NOVA_EVENT_RETENTION_DAYS",

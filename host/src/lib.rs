@@ -63,6 +63,8 @@ pub async fn serve(
     })
     .await?;
     webhooks::sender::spawn(state.clone());
+    workflows::engine::spawn(state.clone());
+    workflows::triggers::spawn_scheduler(state.clone());
     infra::api_usage::spawn_flush(
         state.api_usage.clone(),
         state.db.clone(),
@@ -95,6 +97,7 @@ fn event_consumers(state: &AppState) -> Vec<std::sync::Arc<dyn infra::eventlog::
         std::sync::Arc::new(plugins::IntegrationSubscriptions(state.clone())),
         std::sync::Arc::new(team::activity::ActivityFeed(state.clone())),
         std::sync::Arc::new(webhooks::WebhookFanout(state.clone())),
+        std::sync::Arc::new(workflows::triggers::WorkflowTriggers(state.clone())),
     ]
 }
 

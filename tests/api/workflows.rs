@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, eventually};
 use crate::on_both;
 
 /// The README's triage example, with `agent` as the billing agent.
@@ -316,3 +316,480 @@ async fn validation_points_at_the_node_and_field(app: TestApp) {
     );
 }
 on_both!(validation_points_at_the_node_and_field);
+
+/// Polls a run until `done` holds for it.
+async fn run_until(
+    app: &TestApp,
+    token: &str,
+    run_id: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let path = format!("/api/workflow-runs/{run_id}");
+    eventually("the run", || async {
+        let r = app.get(&path, token).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        done(&r.body).then_some(r.body)
+    })
+    .await
+}
+
+fn node<'a>(run: &'a Value, id: &str) -> &'a Value {
+    run["nodes"]
+        .as_array()
+        .and_then(|nodes| nodes.iter().find(|n| n["node_id"] == id))
+        .unwrap_or(&Value::Null)
+}
+
+async fn create(app: &TestApp, token: &str, definition: Value, active: bool) -> String {
+    let r = app
+        .post(
+            "/api/workflows",
+            token,
+            json!({"name": "Flow", "definition": definition, "is_active": active}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+async fn start(app: &TestApp, token: &str, workflow: &str, body: Value) -> String {
+    let r = app
+        .post(&format!("/api/workflows/{workflow}/run"), token, body)
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    r.body["id"].as_str().unwrap().to_owned()
+}
+
+/// The README's example, as written: a refund takes the billing branch and the agent's
+/// fallback text is the output; "hello" waits for a person, who resumes it.
+async fn readme_example_runs_as_described(app: TestApp) {
+    let alice = app.register("alice").await;
+    let mallory = app.register("mallory").await;
+    let agent = app
+        .agent(
+            &alice,
+            json!({"fallback_message": "Billing will write to you today."}),
+        )
+        .await;
+    let workflow = create(&app, &alice.token, triage(&agent), false).await;
+
+    let refund = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"message": "I need a refund for my invoice"}}),
+    )
+    .await;
+    let run = run_until(&app, &alice.token, &refund, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["output"], "Billing will write to you today.");
+    assert_eq!(run["version"], 1);
+    assert_eq!(run["trigger"], "manual");
+    assert_eq!(node(&run, "triage")["branch"], "billing");
+    assert_eq!(
+        node(&run, "triage")["output"]["matched"],
+        json!(["invoice", "refund"])
+    );
+    assert_eq!(node(&run, "billing")["status"], "succeeded");
+    assert_eq!(node(&run, "billing")["attempts"], 1);
+    assert_eq!(
+        node(&run, "billing")["input"]["input"],
+        "I need a refund for my invoice"
+    );
+    assert_eq!(node(&run, "billing")["output"]["status"], "unanswered");
+    assert!(node(&run, "billing")["duration_ms"].as_f64().is_some());
+    assert_eq!(node(&run, "handoff")["status"], "skipped");
+    assert_eq!(node(&run, "done")["status"], "succeeded");
+
+    let hello = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"message": "hello"}}),
+    )
+    .await;
+    let run = run_until(&app, &alice.token, &hello, |r| r["status"] == "waiting").await;
+    assert_eq!(node(&run, "handoff")["status"], "waiting");
+    assert_eq!(
+        node(&run, "handoff")["output"]["prompt"],
+        "Please answer this customer"
+    );
+    assert!(node(&run, "handoff")["wake_at"].is_string());
+    assert_eq!(node(&run, "billing")["status"], "skipped");
+    // Resuming another node, or as a stranger, is refused.
+    let resume = format!("/api/workflow-runs/{hello}/resume");
+    assert_problem(
+        &app.post(
+            &resume,
+            &alice.token,
+            json!({"node_id": "billing", "output": {}}),
+        )
+        .await,
+        409,
+    );
+    assert_problem(
+        &app.post(
+            &resume,
+            &alice.token,
+            json!({"node_id": "nope", "output": {}}),
+        )
+        .await,
+        422,
+    );
+    assert_problem(
+        &app.post(
+            &resume,
+            &mallory.token,
+            json!({"node_id": "handoff", "output": {}}),
+        )
+        .await,
+        404,
+    );
+    let r = app
+        .post(
+            &resume,
+            &alice.token,
+            json!({"node_id": "handoff", "output": {"text": "Hi! How can I help?"}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let run = run_until(&app, &alice.token, &hello, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["output"], "Hi! How can I help?");
+    assert_eq!(node(&run, "handoff")["branch"], "resumed");
+    assert_problem(
+        &app.post(
+            &resume,
+            &alice.token,
+            json!({"node_id": "handoff", "output": {}}),
+        )
+        .await,
+        409,
+    );
+
+    // The runs list, newest first, filtered by status; strangers see nothing.
+    let runs = app
+        .get(&format!("/api/workflows/{workflow}/runs"), &alice.token)
+        .await;
+    assert_eq!(runs.status, 200, "{:?}", runs.body);
+    assert_eq!(
+        crate::helpers::column(&runs.body, "items", "id"),
+        vec![hello.as_str(), refund.as_str()]
+    );
+    let waiting = app
+        .get(
+            &format!("/api/workflows/{workflow}/runs?status=waiting"),
+            &alice.token,
+        )
+        .await;
+    assert_eq!(waiting.body["items"], json!([]));
+    assert_problem(
+        &app.get(&format!("/api/workflows/{workflow}/runs"), &mallory.token)
+            .await,
+        404,
+    );
+    assert_problem(
+        &app.get(&format!("/api/workflow-runs/{hello}"), &mallory.token)
+            .await,
+        404,
+    );
+    assert_problem(
+        &app.post(
+            &format!("/api/workflows/{workflow}/run"),
+            &mallory.token,
+            json!({}),
+        )
+        .await,
+        404,
+    );
+    assert_problem(
+        &app.post(
+            &format!("/api/workflows/{workflow}/run"),
+            &alice.token,
+            json!({"input": [1]}),
+        )
+        .await,
+        422,
+    );
+}
+on_both!(readme_example_runs_as_described);
+
+/// A triage workflow end to end against the mock model: billing answers from its knowledge,
+/// support through its model, anything else goes to a person.
+async fn triage_with_knowledge_and_model(app: TestApp) {
+    let alice = app.register("alice").await;
+    let billing = app.agent(&alice, json!({})).await;
+    let r = app
+        .post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({"title": "Refunds", "file_type": "txt", "project_ids": [billing],
+                   "content": "Refunds for an invoice are paid back within five working days."}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let support = app.agent(&alice, json!({})).await;
+    let r = app
+        .put(
+            &format!("/api/projects/{support}/provider"),
+            &alice.token,
+            json!({"base_url": crate::helpers::mock_ai(), "model": "echo", "stream": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let definition = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "manual"}},
+        {"id": "triage", "type": "classify", "config": {"by": "keywords", "input": "{{ input.message }}",
+            "branches": {"billing": ["refund", "invoice"], "support": ["broken", "error"], "other": []}}},
+        {"id": "billing", "type": "agent", "config": {"project_id": billing, "input": "{{ input.message }}"}},
+        {"id": "support", "type": "agent", "config": {"project_id": support, "input": "{{ input.message }}"}},
+        {"id": "escalate", "type": "human", "config": {"prompt": "{{ input.message }}"}},
+        {"id": "lookup", "type": "knowledge_search", "config": {"query": "refunds"}},
+        {"id": "done", "type": "end", "config": {"output":
+            "{{ nodes.billing.output.text }}{{ nodes.support.output.text }}{{ nodes.escalate.output.text }}"}}],
+     "edges": [
+        {"from": "start", "to": "triage"}, {"from": "start", "to": "lookup"},
+        {"from": "triage", "to": "billing", "when": "billing"},
+        {"from": "triage", "to": "support", "when": "support"},
+        {"from": "triage", "to": "escalate", "when": "other"},
+        {"from": "billing", "to": "done"}, {"from": "support", "to": "done"},
+        {"from": "escalate", "to": "done"}, {"from": "lookup", "to": "done"}]});
+    let workflow = create(&app, &alice.token, definition, false).await;
+
+    let run = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"message": "When is my refund paid?"}}),
+    )
+    .await;
+    let run = run_until(&app, &alice.token, &run, |r| r["status"] == "succeeded").await;
+    let text = run["output"].as_str().unwrap_or_default();
+    assert!(text.contains("five working days"), "{run:?}");
+    assert_eq!(node(&run, "billing")["output"]["status"], "ok");
+    assert_eq!(
+        node(&run, "billing")["output"]["citations"][0]["title"],
+        "Refunds"
+    );
+    assert_eq!(node(&run, "lookup")["output"]["count"], 1);
+    assert_eq!(node(&run, "support")["status"], "skipped");
+
+    let run = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"message": "The app is broken"}}),
+    )
+    .await;
+    let run = run_until(&app, &alice.token, &run, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["output"], "You said: The app is broken");
+    assert_eq!(node(&run, "support")["output"]["model"], "echo");
+
+    let run_id = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"message": "Can I speak to someone?"}}),
+    )
+    .await;
+    run_until(&app, &alice.token, &run_id, |r| {
+        node(r, "escalate")["status"] == "waiting"
+    })
+    .await;
+    let r = app
+        .post(
+            &format!("/api/workflow-runs/{run_id}/resume"),
+            &alice.token,
+            json!({"node_id": "escalate", "output": {"text": "Calling you now."}}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let run = run_until(&app, &alice.token, &run_id, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["output"], "Calling you now.");
+}
+on_both!(triage_with_knowledge_and_model);
+
+/// Cancel stops a waiting run for good; conditions, transforms, delays, retries and a dry
+/// run of an action.
+async fn cancel_conditions_delays_and_dry_runs(app: TestApp) {
+    let alice = app.register("alice").await;
+    let definition = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "manual"}},
+        {"id": "big", "type": "condition", "config": {"if": "{{ input.amount }} >= 100"}},
+        {"id": "pause", "type": "delay", "config": {"seconds": 1}},
+        {"id": "note", "type": "transform", "config": {"template": "small: {{ input.amount }}"}},
+        {"id": "tell", "type": "action", "config": {"plugin_id": "send-notification",
+            "parameters": {"title": "Big order", "message": "{{ input.amount }}", "users": ["owner"]}}},
+        {"id": "wait", "type": "human", "config": {"prompt": "Approve?"}},
+        {"id": "done", "type": "end", "config": {"output": "{{ nodes.note.output.text }}{{ nodes.tell.output.dry_run }}"}}],
+     "edges": [
+        {"from": "start", "to": "big"},
+        {"from": "big", "to": "pause", "when": "true"}, {"from": "big", "to": "note", "when": "false"},
+        {"from": "pause", "to": "tell"}, {"from": "tell", "to": "wait"},
+        {"from": "wait", "to": "done"}, {"from": "note", "to": "done"}]});
+    let workflow = create(&app, &alice.token, definition, false).await;
+
+    let small = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"amount": 20}}),
+    )
+    .await;
+    let run = run_until(&app, &alice.token, &small, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["output"], "small: 20");
+    assert_eq!(node(&run, "big")["branch"], "false");
+    assert_eq!(node(&run, "pause")["status"], "skipped");
+
+    // A dry run: the delay waits, the action shows what it would get, then a person.
+    let big = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"amount": 250}, "dry_run": true}),
+    )
+    .await;
+    let run = run_until(&app, &alice.token, &big, |r| {
+        r["status"] == "waiting" && node(r, "wait")["status"] == "waiting"
+    })
+    .await;
+    assert_eq!(run["dry_run"], true);
+    assert_eq!(node(&run, "pause")["status"], "succeeded");
+    assert!(
+        node(&run, "pause")["duration_ms"]
+            .as_f64()
+            .unwrap_or_default()
+            >= 900.0,
+        "{run:?}"
+    );
+    assert_eq!(node(&run, "tell")["output"]["dry_run"], true);
+    assert_eq!(
+        node(&run, "tell")["output"]["would_send"]["parameters"]["message"],
+        "250"
+    );
+    let cancel = format!("/api/workflow-runs/{big}/cancel");
+    let r = app.post(&cancel, &alice.token, json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["status"], "cancelled");
+    assert_eq!(node(&r.body, "wait")["status"], "cancelled");
+    assert_eq!(node(&r.body, "done")["status"], "cancelled");
+    assert_problem(&app.post(&cancel, &alice.token, json!({})).await, 409);
+    assert_problem(
+        &app.post(
+            &format!("/api/workflow-runs/{big}/resume"),
+            &alice.token,
+            json!({"node_id": "wait", "output": {}}),
+        )
+        .await,
+        409,
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let r = app
+        .get(&format!("/api/workflow-runs/{big}"), &alice.token)
+        .await;
+    assert_eq!(r.body["status"], "cancelled");
+
+    // A node that keeps failing is tried as often as its retry says, then fails the run.
+    let failing = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "manual"}},
+        {"id": "pick", "type": "classify", "retry": {"attempts": 2, "backoff_seconds": 0},
+         "config": {"by": "keywords", "input": "{{ input.text }}", "branches": {"a": ["apple"]}}},
+        {"id": "done", "type": "end", "config": {}}],
+     "edges": [{"from": "start", "to": "pick"}, {"from": "pick", "to": "done", "when": "a"}]});
+    let workflow = create(&app, &alice.token, failing, false).await;
+    let run = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"text": "pear"}}),
+    )
+    .await;
+    let run = run_until(&app, &alice.token, &run, |r| r["status"] == "failed").await;
+    assert_eq!(node(&run, "pick")["status"], "failed");
+    assert_eq!(node(&run, "pick")["attempts"], 2);
+    assert!(
+        node(&run, "pick")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no branch")
+    );
+    assert_eq!(node(&run, "done")["status"], "skipped");
+    assert!(run["error"].as_str().unwrap_or_default().contains("pick"));
+}
+on_both!(cancel_conditions_delays_and_dry_runs);
+
+/// An active event trigger starts a run per matching event; a schedule fires by itself.
+async fn event_and_schedule_triggers(app: TestApp) {
+    let alice = app.register("alice").await;
+    let agent = app.agent(&alice, json!({})).await;
+    let other = app.agent(&alice, json!({})).await;
+    let on_message = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "event", "event_type": "chat.message.created",
+            "project_id": agent,
+            "conditions": {"all": [{"field": "role", "op": "eq", "value": "user"}]}}},
+        {"id": "done", "type": "end", "config": {"output": "{{ input.content }} in {{ input.event.type }}"}}],
+     "edges": [{"from": "start", "to": "done"}]});
+    let workflow = create(&app, &alice.token, on_message, true).await;
+    let session = app.create_session(&alice, &agent).await;
+    app.post_message(&alice, &session, "Where is my parcel?")
+        .await;
+    let elsewhere = app.create_session(&alice, &other).await;
+    app.post_message(&alice, &elsewhere, "Not for the workflow")
+        .await;
+    let runs = format!("/api/workflows/{workflow}/runs");
+    let run = eventually("an event-started run", || async {
+        let r = app.get(&runs, &alice.token).await;
+        r.body["items"]
+            .as_array()
+            .filter(|i| !i.is_empty())
+            .map(|i| i[0].clone())
+    })
+    .await;
+    assert_eq!(run["trigger"], "event");
+    assert!(run["started_by"].is_null());
+    let id = run["id"].as_str().unwrap().to_owned();
+    let run = run_until(&app, &alice.token, &id, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["output"], "Where is my parcel? in chat.message.created");
+    // Only the user's message in that agent's session started a run.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        app.get(&runs, &alice.token).await.body["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    let every_second = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "schedule", "cron": "* * * * * *"}},
+        {"id": "done", "type": "end", "config": {"output": "{{ input.scheduled_at }}"}}],
+     "edges": [{"from": "start", "to": "done"}]});
+    let scheduled = create(&app, &alice.token, every_second.clone(), true).await;
+    let runs = format!("/api/workflows/{scheduled}/runs?status=succeeded");
+    let fired = eventually("two scheduled runs", || async {
+        let r = app.get(&runs, &alice.token).await;
+        r.body["items"].as_array().filter(|i| i.len() >= 2).cloned()
+    })
+    .await;
+    assert_eq!(fired[0]["trigger"], "schedule");
+    assert_ne!(fired[0]["output"], fired[1]["output"]);
+    // Switched off, it stops.
+    let r = app
+        .put(
+            &format!("/api/workflows/{scheduled}"),
+            &alice.token,
+            json!({"name": "Off", "definition": every_second, "is_active": false}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let all = format!("/api/workflows/{scheduled}/runs?limit=200");
+    let before = app.get(&all, &alice.token).await.body["items"]
+        .as_array()
+        .map(Vec::len);
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    assert_eq!(
+        app.get(&all, &alice.token).await.body["items"]
+            .as_array()
+            .map(Vec::len),
+        before
+    );
+}
+on_both!(event_and_schedule_triggers);

@@ -176,17 +176,6 @@ async fn usable(
     Ok(found)
 }
 
-/// The event as templates and plugins see it: `{id, type, occurred_at, workspace_id,
-/// project_id, subject, data}`.
-pub fn context(event: &Event) -> Value {
-    json!({
-        "id": event.id, "type": event.kind, "occurred_at": event.occurred_at,
-        "workspace_id": event.workspace_id, "project_id": event.project_id,
-        "subject": {"type": event.subject_type, "id": event.subject_id, "name": event.subject_name},
-        "data": event.data.0,
-    })
-}
-
 /// What an action would receive: its plugin and rendered parameters.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Prepared {
@@ -247,7 +236,7 @@ pub async fn run(
     action: &Action,
 ) -> AppResult<ActionResult> {
     let started = Instant::now();
-    let context = context(event);
+    let context = event.context();
     let outcome = match prepare(action, &context) {
         Ok(prepared) => call(state, cause, event, action, &prepared).await?,
         Err(e) => Err(e),

@@ -7,7 +7,7 @@ mod actions;
 pub mod engine;
 mod rules;
 mod runs;
-mod trigger;
+pub mod trigger;
 
 use utoipa_axum::router::OpenApiRouter;
 

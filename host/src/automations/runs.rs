@@ -123,7 +123,7 @@ async fn test_rule(
         tx_id: 0,
         seq: 0,
     };
-    let context = actions::context(&sample);
+    let context = sample.context();
     let prepared = if evaluation.matched {
         rule.actions
             .0

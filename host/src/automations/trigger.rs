@@ -414,7 +414,7 @@ impl Checked {
 }
 
 /// Whether `phrase` (words) appears in `text` (words) as whole, consecutive words.
-fn contains_phrase(text: &[String], phrase: &[String]) -> bool {
+pub fn contains_phrase(text: &[String], phrase: &[String]) -> bool {
     !phrase.is_empty() && text.windows(phrase.len()).any(|w| w == phrase)
 }
 

@@ -1,8 +1,6 @@
 //! `GET/POST /api/chat/sessions/{id}/messages` and
 //! `POST /api/chat/sessions/{id}/messages/{message_id}/rating`.
 
-use std::time::Instant;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,10 +11,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::agent;
 use super::responder::{self, ReplyStatus, Turn};
 use super::{
     MESSAGE_COLUMNS, Message, Session, SessionStatus, load_session, mark_read, message_event,
-    messages_after, provider_for,
+    messages_after,
 };
 use crate::analytics::rollup::{self, Day, Reading, Rollup};
 use crate::args;
@@ -361,48 +360,19 @@ pub async fn converse(
         )
         .await;
     let turns = history(state, session.id).await?;
-    let (system_prompt, settings) =
-        crate::projects::variants::effective(&state.db, &project, session.variant.as_deref())
-            .await?;
-    let fallback = settings
-        .get("fallback_message")
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or(responder::DEFAULT_FALLBACK)
-        .to_owned();
-    let provider = provider_for(state, project.id).await?;
-    let knowledge = Knowledge::for_question(state, &project, &provider, &content).await?;
-    let system_prompt = knowledge.prompt(&provider, system_prompt);
-
-    let started = Instant::now();
-    let (reply, latency_ms) = match (&provider, knowledge.confident.first()) {
-        // Without a model, the best passage is the answer.
-        (responder::Provider::Fallback, Some(best)) => {
-            let reply = responder::Reply {
-                content: answer::compose(best, &content),
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                status: ReplyStatus::Ok,
-            };
-            (Ok(reply), started.elapsed().as_millis() as i64)
-        }
-        _ => {
-            let (tokens, relay) = relay_tokens(state, session.id, message.seq);
-            let reply = responder::reply(
-                &state.outbound,
-                &provider,
-                &system_prompt,
-                &fallback,
-                &turns,
-                tokens,
-            )
-            .await;
-            let latency_ms = started.elapsed().as_millis() as i64;
-            let _ = relay.await;
-            (reply, latency_ms)
-        }
-    };
-    match reply {
+    let (tokens, relay) = relay_tokens(state, session.id, message.seq);
+    let answered = agent::answer(
+        state,
+        &project,
+        session.variant.as_deref(),
+        &turns,
+        &content,
+        tokens,
+    )
+    .await?;
+    let _ = relay.await;
+    let latency_ms = answered.latency_ms;
+    match answered.reply {
         Ok(reply) => {
             let status = match reply.status {
                 ReplyStatus::Ok => "ok",
@@ -415,8 +385,8 @@ pub async fn converse(
                     reply: &reply,
                     status,
                     latency_ms,
-                    model: provider.model(),
-                    citations: &knowledge.citations,
+                    model: &answered.model,
+                    citations: &answered.citations,
                     error: None,
                 },
             )
@@ -432,7 +402,7 @@ pub async fn converse(
                 session,
                 message,
                 latency_ms,
-                model: provider.model(),
+                model: &answered.model,
             };
             Err(failure.record(state, problem).await?)
         }
@@ -476,64 +446,6 @@ async fn history(state: &AppState, session_id: Uuid) -> AppResult<Vec<Turn>> {
             content: m.content,
         })
         .collect())
-}
-
-/// What the agent's documents say to a question.
-struct Knowledge {
-    /// The passages confident enough to answer from, best first (at most three).
-    confident: Vec<answer::Passage>,
-    /// What the reply cites: the passage answering alone without a model, all of them with one.
-    citations: Vec<Citation>,
-}
-
-impl Knowledge {
-    /// Retrieves the passages; a question they cannot answer is recorded as a knowledge gap.
-    async fn for_question(
-        state: &AppState,
-        project: &crate::projects::ProjectRow,
-        provider: &responder::Provider,
-        question: &str,
-    ) -> AppResult<Knowledge> {
-        let passages = answer::retrieve(&state.db, project.id, question).await?;
-        let best_confidence = passages.first().map_or(0.0, |p| p.confidence);
-        if best_confidence < answer::CONFIDENCE_THRESHOLD {
-            answer::record_gap(
-                &state.db,
-                project.id,
-                project.workspace_id,
-                question,
-                best_confidence,
-            )
-            .await?;
-        }
-        let confident: Vec<answer::Passage> = passages
-            .into_iter()
-            .filter(|p| p.confidence >= answer::CONFIDENCE_THRESHOLD)
-            .take(3)
-            .collect();
-        let citations = match provider {
-            responder::Provider::Fallback => confident
-                .first()
-                .map(|p| vec![p.citation()])
-                .unwrap_or_default(),
-            _ => confident.iter().map(|p| p.citation()).collect(),
-        };
-        Ok(Knowledge {
-            confident,
-            citations,
-        })
-    }
-
-    /// The system prompt with the passages appended, for a model (RAG).
-    fn prompt(&self, provider: &responder::Provider, system_prompt: String) -> String {
-        match provider {
-            responder::Provider::OpenAiCompatible { .. } if !self.confident.is_empty() => {
-                let passages: Vec<&answer::Passage> = self.confident.iter().collect();
-                format!("{system_prompt}\n\n{}", answer::context(&passages))
-            }
-            _ => system_prompt,
-        }
-    }
 }
 
 /// A sender for the reply's streamed tokens, and the task that publishes them on the

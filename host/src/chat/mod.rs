@@ -4,6 +4,7 @@
 //! A session is readable by its participants (its creator and those who joined) while they
 //! can still see the agent's project; anyone who can see the project may join.
 
+pub mod agent;
 mod messages;
 pub mod responder;
 mod sessions;

@@ -52,6 +52,7 @@ crate::text_enum! {
         Agent = "agent",
         Plugin = "plugin",
         Rule = "rule",
+        Workflow = "workflow",
         System = "system",
     }
 }
@@ -92,6 +93,14 @@ impl Cause {
         Cause {
             depth: depth + 1,
             ..Cause::of(ActorKind::Rule, rule_id.to_string())
+        }
+    }
+
+    /// What a run of a workflow started at `depth` causes.
+    pub fn workflow(workflow_id: Uuid, depth: i64) -> Cause {
+        Cause {
+            depth: depth + 1,
+            ..Cause::of(ActorKind::Workflow, workflow_id.to_string())
         }
     }
 
@@ -170,6 +179,19 @@ pub struct Event {
     pub tx_id: i64,
     #[serde(skip)]
     pub seq: i64,
+}
+
+impl Event {
+    /// The event as templates, plugins and workflow runs see it: `{id, type, occurred_at,
+    /// workspace_id, project_id, subject, data}`.
+    pub fn context(&self) -> Value {
+        serde_json::json!({
+            "id": self.id, "type": self.kind, "occurred_at": self.occurred_at,
+            "workspace_id": self.workspace_id, "project_id": self.project_id,
+            "subject": {"type": self.subject_type, "id": self.subject_id, "name": self.subject_name},
+            "data": self.data.0,
+        })
+    }
 }
 
 pub const EVENT_COLUMNS: &str = "id, type, workspace_id, project_id, actor_type, actor_id,

@@ -9,7 +9,7 @@ mod auto_tag;
 mod documents;
 mod index;
 pub mod indexing;
-mod search;
+pub mod search;
 pub mod upload;
 mod versions;
 

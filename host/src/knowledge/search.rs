@@ -95,20 +95,29 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
 /// proportion. For a one-word query the chunks whose head holds the word (see the
 /// `0011_search_heads` migrations) outrank every other match, so when they alone fill the
 /// requested page, that page is exact; otherwise every match is ranked.
-async fn find(
+pub async fn find(
     db: &Db,
-    caller: Uuid,
+    scope: Scope,
     q: &SearchQuery,
     limit: i64,
     offset: i64,
 ) -> AppResult<Vec<Hit>> {
     if words(&q.q).count() == 1 {
-        let hits = ranked(db, caller, q, limit, offset, Among::Heads).await?;
+        let hits = ranked(db, scope, q, limit, offset, Among::Heads).await?;
         if hits.len() as i64 == limit {
             return Ok(hits);
         }
     }
-    ranked(db, caller, q, limit, offset, Among::AllMatches).await
+    ranked(db, scope, q, limit, offset, Among::AllMatches).await
+}
+
+/// Whose documents a search looks in.
+#[derive(Clone, Copy)]
+pub enum Scope {
+    /// Every workspace the user belongs to.
+    Member(Uuid),
+    /// One workspace (a workflow's `knowledge_search` node).
+    Workspace(Uuid),
 }
 
 /// Which matches [`ranked`] scores.
@@ -122,13 +131,20 @@ enum Among {
 /// The ranked matches of `q`, among those `among` names.
 async fn ranked(
     db: &Db,
-    caller: Uuid,
+    scope: Scope,
     q: &SearchQuery,
     limit: i64,
     offset: i64,
     among: Among,
 ) -> AppResult<Vec<Hit>> {
-    let mut filter = Filter::after(args![caller]);
+    let (owner, visible) = match scope {
+        Scope::Member(user) => (
+            user,
+            "d.workspace_id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $1)",
+        ),
+        Scope::Workspace(workspace) => (workspace, "d.workspace_id = $1"),
+    };
+    let mut filter = Filter::after(args![owner]);
     super::documents::filter_documents(
         &mut filter,
         q.project_id,
@@ -140,8 +156,6 @@ async fn ranked(
         let start = day.and_hms_opt(0, 0, 0).map(|t| t.and_utc());
         filter.and(" AND d.updated_at >= {}", start);
     }
-    let visible =
-        "d.workspace_id IN (SELECT workspace_id FROM workspace_members WHERE user_id = $1)";
     let sql = if db.is_postgres() {
         let n = filter.bind(q.q.clone());
         // The head holds a repeated lexeme with all its positions, so for a one-lexeme query
@@ -223,7 +237,7 @@ async fn search(
             })?,
         None => 0,
     };
-    let mut results = find(&state.db, auth.id, &q, limit + 1, offset).await?;
+    let mut results = find(&state.db, Scope::Member(auth.id), &q, limit + 1, offset).await?;
     let next_cursor = (results.len() as i64 > limit)
         .then(|| URL_SAFE_NO_PAD.encode(format!("offset:{}", offset + limit)));
     results.truncate(limit as usize);

@@ -49,6 +49,24 @@ pub async fn load<'a>(ex: impl Into<Exec<'a>>, caller: Uuid, id: Uuid) -> AppRes
         .ok_or(AppError::NotFound("project"))
 }
 
+/// A project of `workspace_id` as the workspace itself uses it (a workflow's agent node),
+/// with no caller's access; `None` when it is not there (any more).
+pub async fn load_in_workspace(
+    db: &Db,
+    workspace_id: Uuid,
+    id: Uuid,
+) -> AppResult<Option<ProjectRow>> {
+    Ok(db
+        .fetch_optional::<ProjectRow>(
+            &format!(
+                "{} WHERE p.id = $3 AND p.workspace_id = $4",
+                select_projects()
+            ),
+            args![Uuid::nil(), now(), id, workspace_id],
+        )
+        .await?)
+}
+
 /// The tags on the projects the caller sees, from the workspaces' tag counts and their
 /// live shares, optionally of one workspace.
 pub async fn available_tags(

@@ -15,6 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::definition::{self, Definition, References};
+use super::triggers;
 use crate::access::{Role, require_role, target_workspace};
 use crate::args;
 use crate::auth::AuthUser;
@@ -56,7 +57,7 @@ pub struct Workflow {
     pub updated_at: DateTime<Utc>,
 }
 
-const WORKFLOW_COLUMNS: &str = "w.id, w.workspace_id, w.name, w.description, w.definition,
+pub const WORKFLOW_COLUMNS: &str = "w.id, w.workspace_id, w.name, w.description, w.definition,
     w.user_id, w.is_active, w.version, w.created_at, w.updated_at";
 
 /// One saved version of a workflow's definition.
@@ -183,7 +184,7 @@ async fn load(db: &Db, id: Uuid) -> AppResult<Workflow> {
 }
 
 /// A workflow of a workspace the caller belongs to (404 otherwise), with their role.
-async fn load_visible(db: &Db, caller: Uuid, id: Uuid) -> AppResult<(Workflow, Role)> {
+pub async fn load_visible(db: &Db, caller: Uuid, id: Uuid) -> AppResult<(Workflow, Role)> {
     let workflow = load(db, id).await?;
     let role = require_role(db, workflow.workspace_id, caller, Role::Member)
         .await
@@ -225,11 +226,14 @@ pub async fn create_workflow(
     let (name, description) = check(&state.db, workspace_id, &body).await?;
     let id = new_id();
     let at = now();
+    let is_active = body.is_active.unwrap_or(false);
+    let trigger = triggers::columns(&body.definition, is_active);
     let mut tx = state.db.begin().await?;
     tx.execute(
         "INSERT INTO workflows (id, workspace_id, name, description, definition, user_id,
-            is_active, version, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+            is_active, version, created_at, updated_at, trigger_kind, trigger_event_type,
+            next_fire_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $10, $11)",
         args![
             id,
             workspace_id,
@@ -237,8 +241,11 @@ pub async fn create_workflow(
             description,
             json!(body.definition),
             auth.id,
-            body.is_active.unwrap_or(false),
-            at
+            is_active,
+            at,
+            trigger.kind,
+            trigger.event_type,
+            trigger.next_fire_at
         ],
     )
     .await?;
@@ -356,20 +363,26 @@ pub async fn replace_workflow(
     }
     let (name, description) = check(&state.db, current.workspace_id, &body).await?;
     let base = body.version.unwrap_or(current.version);
+    let is_active = body.is_active.unwrap_or(current.is_active);
+    let trigger = triggers::columns(&body.definition, is_active);
     let mut tx = state.db.begin().await?;
     let written = tx
         .execute(
             "UPDATE workflows SET name = $2, description = $3, definition = $4, is_active = $5,
-                version = version + 1, updated_at = $6
+                version = version + 1, updated_at = $6, trigger_kind = $8,
+                trigger_event_type = $9, next_fire_at = $10
              WHERE id = $1 AND version = $7",
             args![
                 id,
                 name.clone(),
                 description,
                 json!(body.definition),
-                body.is_active.unwrap_or(current.is_active),
+                is_active,
                 now(),
-                base
+                base,
+                trigger.kind,
+                trigger.event_type,
+                trigger.next_fire_at
             ],
         )
         .await?;

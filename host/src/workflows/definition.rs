@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::error::FieldError;
+use crate::automations::trigger::Trigger;
+use crate::error::{AppError, FieldError};
 
 /// Nodes one workflow may hold.
 pub const MAX_NODES: usize = 100;
@@ -60,6 +61,56 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub position: Option<Value>,
+    /// How long one attempt of the node may take, 1–900 s (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<i64>,
+    /// Tries of a failing node before the run fails (default one try).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+}
+
+/// `{"attempts": 3, "backoff_seconds": 2}`: up to 3 tries, waiting 2 s, then 4 s between them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// 1–10.
+    pub attempts: i64,
+    /// The first wait, doubled after each try; 0–3600 (default 2).
+    #[serde(default = "default_backoff")]
+    pub backoff_seconds: i64,
+}
+
+fn default_backoff() -> i64 {
+    2
+}
+
+/// The default time one attempt of a node may take.
+pub const DEFAULT_TIMEOUT_SECONDS: i64 = 120;
+const MAX_TIMEOUT_SECONDS: i64 = 900;
+
+impl Node {
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(
+            self.timeout_seconds
+                .unwrap_or(DEFAULT_TIMEOUT_SECONDS)
+                .clamp(1, MAX_TIMEOUT_SECONDS) as u64,
+        )
+    }
+
+    pub fn attempts(&self) -> i64 {
+        self.retry.map_or(1, |r| r.attempts.clamp(1, 10))
+    }
+
+    /// The wait after the `attempt`-th try failed.
+    pub fn backoff(&self, attempt: i64) -> chrono::Duration {
+        let first = self.retry.map_or(2, |r| r.backoff_seconds.clamp(0, 3600));
+        chrono::Duration::seconds(first.saturating_mul(1 << (attempt - 1).clamp(0, 10)))
+    }
+
+    /// The branch names an edge's `when` may name.
+    pub fn branches(&self) -> Vec<String> {
+        branches_of(self)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -102,6 +153,20 @@ pub fn check(definition: &Definition, refs: &dyn References) -> Vec<FieldError> 
             err(format!("{at}/id"), "is 1 to 64 of a-z, 0-9, _ and -");
         } else if index.insert(node.id.as_str(), i).is_some() {
             err(format!("{at}/id"), "is the id of an earlier node");
+        }
+        if node
+            .timeout_seconds
+            .is_some_and(|t| !(1..=MAX_TIMEOUT_SECONDS).contains(&t))
+        {
+            err(format!("{at}/timeout_seconds"), "is 1 to 900");
+        }
+        if let Some(retry) = node.retry {
+            if !(1..=10).contains(&retry.attempts) {
+                err(format!("{at}/retry/attempts"), "is 1 to 10");
+            }
+            if !(0..=3600).contains(&retry.backoff_seconds) {
+                err(format!("{at}/retry/backoff_seconds"), "is 0 to 3600");
+            }
         }
         if !NODE_TYPES.contains(&node.kind.as_str()) {
             err(
@@ -249,18 +314,27 @@ fn check_config(node: &Node, refs: &dyn References) -> Vec<(String, String)> {
             match text("kind") {
                 Some("manual") => {}
                 Some("event") => match text("event_type") {
-                    Some(t) if crate::events::catalogue::find(t).is_some() => {}
+                    Some(t) if crate::events::catalogue::find(t).is_some() => {
+                        if let Err(AppError::Unprocessable { errors, .. }) =
+                            event_trigger(&node.config).check()
+                        {
+                            problems.extend(errors.into_iter().map(|e| {
+                                let field = e.field.trim_start_matches("trigger");
+                                (field.to_owned(), e.message)
+                            }));
+                        }
+                    }
                     _ => problems.push((
                         "/event_type".into(),
                         "is a type of the event catalogue (GET /api/events/types)".into(),
                     )),
                 },
                 Some("schedule") => {
-                    if !text("cron").is_some_and(cron_is_valid) {
-                        problems.push((
-                            "/cron".into(),
-                            "is a cron expression of five fields (minute hour day month weekday, UTC)".into(),
-                        ));
+                    if let Err(e) =
+                        text("cron").map_or(Err("is required".into()), super::cron::Schedule::parse)
+                    {
+                        problems
+                            .push(("/cron".into(), format!("is a cron expression in UTC: {e}")));
                     }
                 }
                 Some("webhook") => {}
@@ -363,47 +437,18 @@ fn check_config(node: &Node, refs: &dyn References) -> Vec<(String, String)> {
     problems
 }
 
-/// Five fields of `*`, numbers, ranges, lists and steps (`*/5`, `1-5`, `0,30`).
-fn cron_is_valid(cron: &str) -> bool {
-    let ranges = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)];
-    let fields: Vec<&str> = cron.split_whitespace().collect();
-    fields.len() == 5
-        && fields.iter().zip(ranges).all(|(field, (low, high))| {
-            field.split(',').all(|part| {
-                let (base, step) = match part.split_once('/') {
-                    Some((b, s)) => (b, Some(s)),
-                    None => (part, None),
-                };
-                let in_range = |s: &str| s.parse::<u32>().is_ok_and(|n| (low..=high).contains(&n));
-                let base_ok = base == "*"
-                    || in_range(base)
-                    || base.split_once('-').is_some_and(|(a, b)| {
-                        in_range(a) && in_range(b) && a.parse::<u32>().ok() <= b.parse::<u32>().ok()
-                    });
-                let step_ok = step.is_none_or(|s| s.parse::<u32>().is_ok_and(|n| n >= 1));
-                base_ok && step_ok
-            })
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cron_fields() {
-        for good in ["0 9 * * 1-5", "*/5 * * * *", "0,30 8-18 1 1 0"] {
-            assert!(cron_is_valid(good), "{good}");
-        }
-        for bad in [
-            "* * * *",
-            "60 * * * *",
-            "* * * * * *",
-            "a * * * *",
-            "*/0 * * * *",
-            "5-1 * * * *",
-        ] {
-            assert!(!cron_is_valid(bad), "{bad}");
-        }
+/// An `event` trigger node's config as an automation trigger: the same event types and the
+/// same conditions (`{all: [...], any: [...]}` of `{field, op, value}`).
+pub fn event_trigger(config: &Map<String, Value>) -> Trigger {
+    Trigger {
+        kind: "event".into(),
+        event_type: config
+            .get("event_type")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        conditions: config
+            .get("conditions")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new())),
     }
 }

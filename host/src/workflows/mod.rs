@@ -1,8 +1,15 @@
-//! `/api/workflows/*`: agent orchestration as graphs of typed nodes. This part holds the
-//! definitions (CRUD, validation, versions); runs build on it.
+//! `/api/workflows/*` and `/api/workflow-runs/*`: agent orchestration as graphs of typed
+//! nodes. `crud` keeps the definitions (validated as a whole by `definition`, every save a
+//! version); `runs` starts and steers runs, which `engine` drives node by node (`nodes`),
+//! durably, on any replica; `triggers` starts runs from events and schedules (`cron`).
 
+pub mod cron;
 pub mod crud;
 pub mod definition;
+pub mod engine;
+pub mod nodes;
+pub mod runs;
+pub mod triggers;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -19,4 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
             crud::delete_workflow
         ))
         .routes(routes!(crud::list_versions))
+        .routes(routes!(runs::start_run))
+        .routes(routes!(runs::list_runs))
+        .routes(routes!(runs::get_run))
+        .routes(routes!(runs::cancel_run))
+        .routes(routes!(runs::resume_run))
 }
