@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Backend, TestApp, User, assert_problem, column, connect, drop_database, eventually,
-    fresh_database, mock_ai, next_event, recorder,
+    fresh_database, mock_ai, next_event, recorder, slow_receiver,
 };
 use crate::on_both;
 use crate::realtime::ticket_url;
@@ -808,24 +808,6 @@ async fn two_hosts_fire_each_rule_once_per_event(app: TestApp) {
     second.finish().await;
 }
 on_both!(two_hosts_fire_each_rule_once_per_event);
-
-/// A receiver that records each request at once and answers after `delay`.
-async fn slow_receiver(delay: Duration) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<String>>> = Default::default();
-    let log = seen.clone();
-    let app = axum::Router::new().fallback(move |body: String| {
-        let log = log.clone();
-        async move {
-            log.lock().unwrap().push(body);
-            tokio::time::sleep(delay).await;
-            "ok"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (format!("http://{addr}"), seen)
-}
 
 /// A host killed with SIGKILL while a rule's effect is under way, with a later event waiting
 /// behind it: after a restart the waiting event's rule fires once, and the interrupted run is

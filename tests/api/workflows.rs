@@ -793,3 +793,158 @@ async fn event_and_schedule_triggers(app: TestApp) {
     );
 }
 on_both!(event_and_schedule_triggers);
+
+/// A host killed with SIGKILL while a run waits at a delay, after an action's effect
+/// committed: a restarted host finishes the run, and the finished action is not repeated.
+async fn kill_9_mid_run_resumes_without_repeating_an_action(backend: crate::helpers::Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((database_url, pg_database)) =
+        crate::helpers::fresh_database(backend, dir.path()).await
+    else {
+        return;
+    };
+    let data_dir = dir.path().display().to_string();
+    let env = [
+        ("DATABASE_URL", database_url.as_str()),
+        ("NOVA_DATA_DIR", data_dir.as_str()),
+        ("NOVA_JOB_LEASE_SECS", "2"),
+    ];
+    let (mut first, base) = crate::helpers::start_nova(&env).await;
+    let app = TestApp::at(&base);
+    let alice = app.register("alice").await;
+    let (receiver, seen) =
+        crate::helpers::slow_receiver(std::time::Duration::from_millis(10)).await;
+    let r = app
+        .post(
+            "/api/integrations/http-crm/install",
+            &alice.token,
+            json!({"config": {"endpoint": format!("{receiver}/hooks")}, "http_hosts": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let definition = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "manual"}},
+        {"id": "first", "type": "notify", "config": {"plugin_id": "http-crm", "text": "first {{ input.order }}"}},
+        {"id": "pause", "type": "delay", "config": {"seconds": 2}},
+        {"id": "second", "type": "notify", "config": {"plugin_id": "http-crm", "text": "second {{ input.order }}"}},
+        {"id": "done", "type": "end", "config": {"output": "sent"}}],
+     "edges": [{"from": "start", "to": "first"}, {"from": "first", "to": "pause"},
+               {"from": "pause", "to": "second"}, {"from": "second", "to": "done"}]});
+    let workflow = create(&app, &alice.token, definition, false).await;
+    let run_id = start(
+        &app,
+        &alice.token,
+        &workflow,
+        json!({"input": {"order": 42}}),
+    )
+    .await;
+    run_until(&app, &alice.token, &run_id, |r| {
+        node(r, "pause")["status"] == "waiting"
+    })
+    .await;
+    let pid = first.id().unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    let _ = first.wait().await;
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    let (second, base) = crate::helpers::start_nova(&env).await;
+    let app = TestApp::at(&base);
+    let run = run_until(&app, &alice.token, &run_id, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["output"], "sent");
+    assert_eq!(node(&run, "first")["attempts"], 1);
+    assert_eq!(node(&run, "second")["attempts"], 1);
+    let posts = seen.lock().unwrap().clone();
+    assert_eq!(posts.len(), 2, "{posts:?}");
+    assert!(
+        posts[0].contains("first 42") && posts[1].contains("second 42"),
+        "{posts:?}"
+    );
+    drop(second);
+    crate::helpers::drop_database(pg_database).await;
+}
+on_both!(backend kill_9_mid_run_resumes_without_repeating_an_action);
+
+/// Two hosts on one database drive each run once; the notification socket shows each node
+/// as it goes.
+async fn two_hosts_run_each_run_once_and_report_live(app: TestApp) {
+    let other = app.replica(|_| {}).await;
+    let alice = app.register("alice").await;
+    let (receiver, seen) = crate::helpers::slow_receiver(std::time::Duration::from_millis(1)).await;
+    let r = app
+        .post(
+            "/api/integrations/http-crm/install",
+            &alice.token,
+            json!({"config": {"endpoint": format!("{receiver}/hooks")}, "http_hosts": ["127.0.0.1"]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let definition = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "manual"}},
+        {"id": "left", "type": "transform", "config": {"template": "L{{ input.n }}"}},
+        {"id": "right", "type": "transform", "config": {"template": "R{{ input.n }}"}},
+        {"id": "post", "type": "notify", "config": {"plugin_id": "http-crm",
+            "text": "{{ nodes.left.output.text }}-{{ nodes.right.output.text }}"}},
+        {"id": "done", "type": "end", "config": {"output": "{{ nodes.post.output }}"}}],
+     "edges": [{"from": "start", "to": "left"}, {"from": "start", "to": "right"},
+               {"from": "left", "to": "post"}, {"from": "right", "to": "post"},
+               {"from": "post", "to": "done"}]});
+    let workflow = create(&app, &alice.token, definition, false).await;
+    let url = crate::realtime::ticket_url(&app, &alice.token, None).await;
+    let mut socket = crate::helpers::connect(&url)
+        .await
+        .expect("notification socket");
+
+    let mut runs = Vec::new();
+    for n in 0..20 {
+        let host = if n % 2 == 0 { &app } else { &other };
+        runs.push(start(host, &alice.token, &workflow, json!({"input": {"n": n}})).await);
+    }
+    for run in &runs {
+        run_until(&app, &alice.token, run, |r| r["status"] == "succeeded").await;
+    }
+    let mut posts: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok())
+        .filter_map(|b| b["text"].as_str().map(str::to_owned))
+        .collect();
+    posts.sort();
+    let mut expected: Vec<String> = (0..20).map(|n| format!("L{n}-R{n}")).collect();
+    expected.sort();
+    assert_eq!(posts, expected, "each run posted once");
+
+    // The first run's story on the socket: queued → running, each node, then succeeded.
+    let first = runs[0].as_str();
+    let events = crate::helpers::events_until(&mut socket, |e| {
+        e["type"] == "workflow.run" && e["run_id"] == first && e["status"] == "succeeded"
+    })
+    .await;
+    let nodes: Vec<(String, String)> = events
+        .iter()
+        .filter(|e| e["type"] == "workflow.node" && e["run_id"] == first)
+        .map(|e| {
+            (
+                e["node_id"].as_str().unwrap_or_default().to_owned(),
+                e["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    for step in [
+        ("start", "succeeded"),
+        ("left", "succeeded"),
+        ("right", "succeeded"),
+        ("post", "running"),
+        ("post", "succeeded"),
+        ("done", "succeeded"),
+    ] {
+        assert!(
+            nodes.contains(&(step.0.to_owned(), step.1.to_owned())),
+            "{step:?} not in {nodes:?}"
+        );
+    }
+    other.finish().await;
+}
+on_both!(two_hosts_run_each_run_once_and_report_live);
