@@ -3,6 +3,7 @@
 ALTER TABLE workflows ADD COLUMN trigger_kind TEXT NOT NULL DEFAULT 'manual';
 ALTER TABLE workflows ADD COLUMN trigger_event_type TEXT;
 ALTER TABLE workflows ADD COLUMN next_fire_at TEXT;
+ALTER TABLE workflows ADD COLUMN webhook_secret_encrypted TEXT;
 CREATE INDEX workflows_by_event ON workflows (trigger_event_type, workspace_id) WHERE is_active;
 CREATE INDEX workflows_by_schedule ON workflows (next_fire_at) WHERE next_fire_at IS NOT NULL;
 

@@ -948,3 +948,81 @@ async fn two_hosts_run_each_run_once_and_report_live(app: TestApp) {
     other.finish().await;
 }
 on_both!(two_hosts_run_each_run_once_and_report_live);
+
+/// A `webhook` trigger: the workflow shows its URL, a POST of JSON to it starts a run while
+/// the workflow is active; a wrong secret, an inactive workflow or a body that is not JSON
+/// start nothing.
+async fn webhook_trigger_starts_runs(app: TestApp) {
+    let alice = app.register("alice").await;
+    let mallory = app.register("mallory").await;
+    let definition = json!({"nodes": [
+        {"id": "start", "type": "trigger", "config": {"kind": "webhook"}},
+        {"id": "done", "type": "end", "config": {"output": "order {{ input.body.order.id }}"}}],
+     "edges": [{"from": "start", "to": "done"}]});
+    let workflow = create(&app, &alice.token, definition.clone(), true).await;
+    let shown = app
+        .get(&format!("/api/workflows/{workflow}"), &alice.token)
+        .await;
+    let url = shown.body["webhook_url"]
+        .as_str()
+        .expect("a webhook url")
+        .to_owned();
+    let path = url.clone();
+    assert!(
+        path.starts_with(&format!("/api/workflows/{workflow}/hooks/whk_")),
+        "{path}"
+    );
+    assert!(
+        app.get(&format!("/api/workflows/{workflow}"), &mallory.token)
+            .await
+            .status
+            == 404
+    );
+
+    let r = app
+        .call(Method::POST, &path, None, Some(json!({"order": {"id": 7}})))
+        .await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let run_id = r.body["run_id"].as_str().unwrap().to_owned();
+    let run = run_until(&app, &alice.token, &run_id, |r| r["status"] == "succeeded").await;
+    assert_eq!(run["trigger"], "webhook");
+    assert_eq!(run["output"], "order 7");
+
+    let wrong = format!("/api/workflows/{workflow}/hooks/whk_wrong");
+    assert_problem(
+        &app.call(Method::POST, &wrong, None, Some(json!({}))).await,
+        404,
+    );
+    let not_json = app
+        .raw(
+            Method::POST,
+            &path,
+            "",
+            "application/json",
+            b"{oops".to_vec(),
+        )
+        .await;
+    assert_problem(&not_json, 422);
+    // The secret stays across versions while the trigger stays a webhook; inactive, it stops.
+    let r = app
+        .put(
+            &format!("/api/workflows/{workflow}"),
+            &alice.token,
+            json!({"name": "Off", "definition": definition, "is_active": false}),
+        )
+        .await;
+    assert_eq!(r.body["webhook_url"].as_str(), Some(url.as_str()));
+    assert_problem(
+        &app.call(Method::POST, &path, None, Some(json!({}))).await,
+        404,
+    );
+    assert_eq!(
+        app.get(&format!("/api/workflows/{workflow}/runs"), &alice.token)
+            .await
+            .body["items"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+on_both!(webhook_trigger_starts_runs);

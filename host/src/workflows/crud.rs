@@ -55,10 +55,52 @@ pub struct Workflow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// A `webhook` trigger's URL: a `POST` of JSON to it starts a run while the workflow is
+    /// active. It holds the workflow's secret; switching the trigger to another kind and back
+    /// issues a new one.
+    #[sqlx(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+    #[serde(skip)]
+    pub webhook_secret_encrypted: Option<String>,
+}
+
+impl Workflow {
+    /// The webhook secret, decrypted.
+    pub fn webhook_secret(&self, state: &AppState) -> Option<String> {
+        let sealed = self.webhook_secret_encrypted.as_deref()?;
+        state.secrets.decrypt(sealed).ok()
+    }
+
+    /// With its `webhook_url` filled in.
+    fn shown(mut self, state: &AppState) -> Workflow {
+        self.webhook_url = self.webhook_secret(state).map(|secret| {
+            let base = state.config.public_url.as_deref().unwrap_or_default();
+            format!("{base}/api/workflows/{}/hooks/{secret}", self.id)
+        });
+        self
+    }
 }
 
 pub const WORKFLOW_COLUMNS: &str = "w.id, w.workspace_id, w.name, w.description, w.definition,
-    w.user_id, w.is_active, w.version, w.created_at, w.updated_at";
+    w.user_id, w.is_active, w.version, w.created_at, w.updated_at, w.webhook_secret_encrypted";
+
+/// The sealed webhook secret a definition needs: the one it has, a new one for a new
+/// `webhook` trigger, none for other triggers.
+fn webhook_secret(
+    state: &AppState,
+    kind: &str,
+    current: Option<&str>,
+) -> AppResult<Option<String>> {
+    if kind != "webhook" {
+        return Ok(None);
+    }
+    if let Some(sealed) = current {
+        return Ok(Some(sealed.to_owned()));
+    }
+    let secret = crate::auth::generate_token().replacen("nova_", "whk_", 1);
+    Ok(Some(state.secrets.encrypt(&secret)?))
+}
 
 /// One saved version of a workflow's definition.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -174,7 +216,7 @@ async fn check(
     }
 }
 
-async fn load(db: &Db, id: Uuid) -> AppResult<Workflow> {
+pub async fn load(db: &Db, id: Uuid) -> AppResult<Workflow> {
     db.fetch_optional(
         &format!("SELECT {WORKFLOW_COLUMNS} FROM workflows w WHERE w.id = $1"),
         args![id],
@@ -228,12 +270,13 @@ pub async fn create_workflow(
     let at = now();
     let is_active = body.is_active.unwrap_or(false);
     let trigger = triggers::columns(&body.definition, is_active);
+    let hook_secret = webhook_secret(&state, &trigger.kind, None)?;
     let mut tx = state.db.begin().await?;
     tx.execute(
         "INSERT INTO workflows (id, workspace_id, name, description, definition, user_id,
             is_active, version, created_at, updated_at, trigger_kind, trigger_event_type,
-            next_fire_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $10, $11)",
+            next_fire_at, webhook_secret_encrypted)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $10, $11, $12)",
         args![
             id,
             workspace_id,
@@ -245,7 +288,8 @@ pub async fn create_workflow(
             at,
             trigger.kind,
             trigger.event_type,
-            trigger.next_fire_at
+            trigger.next_fire_at,
+            hook_secret
         ],
     )
     .await?;
@@ -261,7 +305,10 @@ pub async fn create_workflow(
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(load(&state.db, id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(load(&state.db, id).await?.shown(&state)),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -325,7 +372,7 @@ pub async fn list_workflows(
             |w: &Workflow| w.id,
         )
         .await?;
-    Ok(Json(workflows))
+    Ok(Json(workflows.map(|w| w.shown(&state))))
 }
 
 /// One workflow (members of its workspace).
@@ -337,7 +384,9 @@ pub async fn get_workflow(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<Json<Workflow>> {
-    Ok(Json(load_visible(&state.db, auth.id, id).await?.0))
+    Ok(Json(
+        load_visible(&state.db, auth.id, id).await?.0.shown(&state),
+    ))
 }
 
 /// Replaces a workflow (members of its workspace): a new version.
@@ -365,12 +414,17 @@ pub async fn replace_workflow(
     let base = body.version.unwrap_or(current.version);
     let is_active = body.is_active.unwrap_or(current.is_active);
     let trigger = triggers::columns(&body.definition, is_active);
+    let hook_secret = webhook_secret(
+        &state,
+        &trigger.kind,
+        current.webhook_secret_encrypted.as_deref(),
+    )?;
     let mut tx = state.db.begin().await?;
     let written = tx
         .execute(
             "UPDATE workflows SET name = $2, description = $3, definition = $4, is_active = $5,
                 version = version + 1, updated_at = $6, trigger_kind = $8,
-                trigger_event_type = $9, next_fire_at = $10
+                trigger_event_type = $9, next_fire_at = $10, webhook_secret_encrypted = $11
              WHERE id = $1 AND version = $7",
             args![
                 id,
@@ -382,7 +436,8 @@ pub async fn replace_workflow(
                 base,
                 trigger.kind,
                 trigger.event_type,
-                trigger.next_fire_at
+                trigger.next_fire_at,
+                hook_secret
             ],
         )
         .await?;
@@ -403,7 +458,7 @@ pub async fn replace_workflow(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(load(&state.db, id).await?))
+    Ok(Json(load(&state.db, id).await?.shown(&state)))
 }
 
 /// Deletes a workflow with its versions (its author, or the workspace's owners and admins).

@@ -53,7 +53,7 @@ const MAX_CRASHED_STARTS: i64 = 5;
 /// How a run starts.
 pub struct Start<'a> {
     pub workflow: &'a Workflow,
-    /// manual, event or schedule.
+    /// manual, event, schedule or webhook.
     pub trigger: &'static str,
     pub input: Value,
     pub dry_run: bool,

@@ -1,12 +1,14 @@
 //! `/api/workflows/*` and `/api/workflow-runs/*`: agent orchestration as graphs of typed
 //! nodes. `crud` keeps the definitions (validated as a whole by `definition`, every save a
 //! version); `runs` starts and steers runs, which `engine` drives node by node (`nodes`),
-//! durably, on any replica; `triggers` starts runs from events and schedules (`cron`).
+//! durably, on any replica; `triggers` starts runs from events and schedules (`cron`), `hooks` from inbound
+//! webhooks.
 
 pub mod cron;
 pub mod crud;
 pub mod definition;
 pub mod engine;
+pub mod hooks;
 pub mod nodes;
 pub mod runs;
 pub mod triggers;
@@ -31,4 +33,5 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(runs::get_run))
         .routes(routes!(runs::cancel_run))
         .routes(routes!(runs::resume_run))
+        .merge(hooks::router())
 }

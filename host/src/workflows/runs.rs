@@ -59,7 +59,7 @@ pub struct RunSummary {
     pub version: i64,
     #[sqlx(try_from = "String")]
     pub status: RunStatus,
-    /// manual, event or schedule.
+    /// manual, event, schedule or webhook.
     pub trigger: String,
     #[schema(value_type = Object)]
     pub input: SqlJson<Value>,

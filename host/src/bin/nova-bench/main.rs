@@ -8,6 +8,7 @@
 //! cargo run --release -p nova-host --bin nova-bench -- plugins --events 10000
 //! cargo run --release -p nova-host --bin nova-bench -- automations --rules 1000
 //! cargo run --release -p nova-host --bin nova-bench -- webhooks --events 10000 --endpoints 10
+//! cargo run --release -p nova-host --bin nova-bench -- workflows --runs 1000
 //! ```
 
 mod automations;
@@ -18,6 +19,7 @@ mod projects;
 mod search;
 mod sockets;
 mod webhooks;
+mod workflows;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +49,8 @@ enum Bench {
     /// Events delivered to webhook endpoints: deliveries per second and event → receiver
     /// latency.
     Webhooks(webhooks::Args),
+    /// The workflow engine's overhead per node, and runs per second with many runs queued.
+    Workflows(workflows::Args),
 }
 
 #[tokio::main]
@@ -66,5 +70,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Plugins(args) => plugins::run(args).await,
         Bench::Automations(args) => automations::run(args).await,
         Bench::Webhooks(args) => webhooks::run(args).await,
+        Bench::Workflows(args) => workflows::run(args).await,
     }
 }
