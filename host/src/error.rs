@@ -40,6 +40,17 @@ pub enum AppError {
         detail: String,
         results: serde_json::Value,
     },
+    /// A write based on a version that is no longer current: 412 when `If-Match` said so,
+    /// 409 when the changes since overlap the write's. It carries the current representation
+    /// (and its `ETag`) and, for 409, each conflicting field.
+    #[error("{detail}")]
+    Stale {
+        status: StatusCode,
+        detail: String,
+        version: i64,
+        current: serde_json::Value,
+        conflicts: Option<serde_json::Value>,
+    },
     #[error("too many requests")]
     TooManyRequests { retry_after: Duration },
     #[error("{0}")]
@@ -112,6 +123,15 @@ pub struct Problem {
     /// Per-item outcome, for refused bulk operations.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub results: Option<serde_json::Value>,
+    /// For a stale write (409, 412): the resource as it is now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub current: Option<serde_json::Value>,
+    /// For a 409 on overlapping changes: `[{field, base, theirs, yours}]`, the value each
+    /// field had in the version the write was based on, has now, and would have had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub conflicts: Option<serde_json::Value>,
 }
 
 impl AppError {
@@ -151,7 +171,7 @@ impl AppError {
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Rejected { status, .. } => *status,
+            AppError::Rejected { status, .. } | AppError::Stale { status, .. } => *status,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Status(status, _) => *status,
@@ -179,6 +199,7 @@ impl IntoResponse for AppError {
             AppError::TooManyRequests { retry_after } => Some(retry_after.as_secs().max(1)),
             _ => None,
         };
+        let mut stale = None;
         let (errors, results) = match self {
             AppError::Unprocessable { errors, .. } => (
                 errors
@@ -188,8 +209,19 @@ impl IntoResponse for AppError {
                 None,
             ),
             AppError::Rejected { results, .. } => (Vec::new(), Some(results)),
+            AppError::Stale {
+                version,
+                current,
+                conflicts,
+                ..
+            } => {
+                stale = Some((version, current, conflicts));
+                (Vec::new(), None)
+            }
             _ => (Vec::new(), None),
         };
+        let version = stale.as_ref().map(|(v, ..)| *v);
+        let (current, conflicts) = stale.map_or((None, None), |(_, c, k)| (Some(c), k));
         let title = status.canonical_reason().unwrap_or("Error").to_owned();
         let problem = Problem {
             kind: format!(
@@ -201,6 +233,8 @@ impl IntoResponse for AppError {
             detail,
             errors,
             results,
+            current,
+            conflicts,
         };
         let mut response = (status, axum::Json(problem)).into_response();
         let headers = response.headers_mut();
@@ -208,6 +242,9 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(version) = version {
+            headers.insert(header::ETAG, crate::precondition::etag(version));
+        }
         if let Some(secs) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }

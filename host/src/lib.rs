@@ -7,6 +7,7 @@
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod precondition;
 // Layer 2: infrastructure, and the state that holds it.
 pub mod infra;
 pub mod state;
@@ -98,6 +99,7 @@ fn event_consumers(state: &AppState) -> Vec<std::sync::Arc<dyn infra::eventlog::
         std::sync::Arc::new(team::activity::ActivityFeed(state.clone())),
         std::sync::Arc::new(webhooks::WebhookFanout(state.clone())),
         std::sync::Arc::new(workflows::triggers::WorkflowTriggers(state.clone())),
+        std::sync::Arc::new(chat::replies::WorkflowReplies(state.clone())),
     ]
 }
 

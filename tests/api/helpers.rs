@@ -311,6 +311,27 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
+    /// Sends `body` with `If-Match: if_match`.
+    pub async fn call_if_match(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        if_match: &str,
+        body: Value,
+    ) -> Resp {
+        let res = self
+            .client
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(token)
+            .header("if-match", if_match)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        Resp::read(res).await
+    }
+
     /// Sends raw bytes with a content type, on a connection of its own: a server that
     /// refuses a body unread closes the connection, which must not break the next request.
     pub async fn raw(

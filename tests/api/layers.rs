@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 fn layer_of(module: &str) -> Option<u8> {
     Some(match module {
         // `args!` and `text_enum!` are macros of `db`.
-        "config" | "db" | "error" | "args" | "text_enum" => 1,
+        "config" | "db" | "error" | "args" | "text_enum" | "precondition" => 1,
         "infra" | "state" => 2,
         "access" | "auth" => 3,
         "analytics" | "automations" | "chat" | "events" | "knowledge" | "plugins" | "projects"

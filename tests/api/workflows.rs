@@ -318,7 +318,7 @@ async fn validation_points_at_the_node_and_field(app: TestApp) {
 on_both!(validation_points_at_the_node_and_field);
 
 /// Polls a run until `done` holds for it.
-async fn run_until(
+pub(crate) async fn run_until(
     app: &TestApp,
     token: &str,
     run_id: &str,
@@ -333,14 +333,14 @@ async fn run_until(
     .await
 }
 
-fn node<'a>(run: &'a Value, id: &str) -> &'a Value {
+pub(crate) fn node<'a>(run: &'a Value, id: &str) -> &'a Value {
     run["nodes"]
         .as_array()
         .and_then(|nodes| nodes.iter().find(|n| n["node_id"] == id))
         .unwrap_or(&Value::Null)
 }
 
-async fn create(app: &TestApp, token: &str, definition: Value, active: bool) -> String {
+pub(crate) async fn create(app: &TestApp, token: &str, definition: Value, active: bool) -> String {
     let r = app
         .post(
             "/api/workflows",

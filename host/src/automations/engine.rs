@@ -206,7 +206,7 @@ async fn fire(state: &AppState, rule: &Rule, event: &Event) -> AppResult<()> {
 
 /// A rule's recorded run.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
-pub struct Run {
+pub struct RuleRun {
     pub id: Uuid,
     pub rule_id: Uuid,
     /// The event that fired it.

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::actions::{self, Prepared};
-use super::engine::Run;
+use super::engine::RuleRun;
 use super::rules::load_visible;
 use super::trigger::Evaluation;
 use crate::args;
@@ -31,13 +31,13 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// A rule's runs, newest first (members of its workspace).
 #[utoipa::path(get, path = "/api/automations/rules/{id}/runs", tag = "automations", security(("bearer" = [])),
     params(("id" = Uuid, Path), PageQuery),
-    responses((status = 200, body = Page<Run>), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Page<RuleRun>), (status = 404, body = crate::error::Problem)))]
 async fn list_runs(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
     AppQuery(page): AppQuery<PageQuery>,
-) -> AppResult<Json<Page<Run>>> {
+) -> AppResult<Json<Page<RuleRun>>> {
     load_visible(&state.db, auth.id, id).await?;
     let runs = state
         .db
@@ -47,7 +47,7 @@ async fn list_runs(
             "id",
             args![id],
             &page,
-            |r: &Run| r.id,
+            |r: &RuleRun| r.id,
         )
         .await?;
     Ok(Json(runs))

@@ -97,15 +97,24 @@ pub struct NewMessage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Exchange {
     pub message: Message,
-    pub reply: Message,
+    /// The agent's reply; `null` when a workflow answers the agent's sessions (202): its
+    /// reply comes on the session's socket and in `GET …/messages` once the run ends.
+    pub reply: Option<Message>,
+    /// The workflow that answers this agent's sessions (`reply: true` on its trigger).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<Uuid>,
 }
 
 /// Sends a message; the agent answers (streamed live to the session's sockets) and both are
 /// returned. A provider failure is stored as an agent message with status `error`, notified
-/// to the project's owner, and answered 502 with both messages in `results`.
+/// to the project's owner, and answered 502 with both messages in `results`. When an active
+/// workflow answers the agent's sessions, the message is stored and answered 202: the
+/// workflow's run posts the reply.
 #[utoipa::path(post, path = "/api/chat/sessions/{id}/messages", tag = "chat", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = NewMessage,
-    responses((status = 201, body = Exchange), (status = 404, body = crate::error::Problem),
+    responses((status = 201, body = Exchange), (status = 202, body = Exchange,
+            description = "A workflow answers: `reply` is null until its run posts it"),
+        (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem),
         (status = 502, body = crate::error::Problem)))]
 async fn post_message(
@@ -116,7 +125,11 @@ async fn post_message(
 ) -> AppResult<(StatusCode, Json<Exchange>)> {
     let session = load_session(&state.db, id, auth.id).await?;
     let exchange = converse(&state, &session, auth.id, req.content).await?;
-    Ok((StatusCode::CREATED, Json(exchange)))
+    let status = match exchange.reply {
+        Some(_) => StatusCode::CREATED,
+        None => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(exchange)))
 }
 
 /// A message sent over the chat socket: the same as `POST …/messages`.
@@ -131,7 +144,7 @@ pub async fn post_from_socket(
 }
 
 /// What is being stored: a user's message, or the agent's reply and how it went.
-enum Entry<'a> {
+pub(super) enum Entry<'a> {
     User {
         author: Uuid,
         content: &'a str,
@@ -150,7 +163,16 @@ enum Entry<'a> {
 /// Stores a message with the session's next sequence number, adds it to the rollups and the
 /// event log in the same transaction, and publishes it.
 async fn append(state: &AppState, session: &Session, entry: Entry<'_>) -> AppResult<Message> {
-    let id = new_id();
+    append_as(state, session, new_id(), entry).await
+}
+
+/// [`append`] with the message's id chosen by the caller (a reply keyed by what it answers).
+pub(super) async fn append_as(
+    state: &AppState,
+    session: &Session,
+    id: Uuid,
+    entry: Entry<'_>,
+) -> AppResult<Message> {
     let at = now();
     let day = Day::of(session.agent_id, session.workspace_id, at);
     let variant = session.variant.clone().unwrap_or_default();
@@ -343,6 +365,7 @@ pub async fn converse(
         ));
     }
     let project = projects::load(&state.db, author, session.agent_id).await?;
+    let answering = crate::workflows::triggers::answering(&state.db, project.id).await?;
     let message = append(
         state,
         session,
@@ -359,6 +382,13 @@ pub async fn converse(
             &json!({"type": "typing", "session_id": session.id, "agent_id": session.agent_id}),
         )
         .await;
+    if let Some(workflow_id) = answering {
+        return Ok(Exchange {
+            message,
+            reply: None,
+            workflow_id: Some(workflow_id),
+        });
+    }
     let turns = history(state, session.id).await?;
     let (tokens, relay) = relay_tokens(state, session.id, message.seq);
     let answered = agent::answer(
@@ -393,7 +423,8 @@ pub async fn converse(
             .await?;
             Ok(Exchange {
                 message,
-                reply: stored,
+                reply: Some(stored),
+                workflow_id: None,
             })
         }
         Err(problem) => {
@@ -514,7 +545,8 @@ impl Failure<'_> {
         .await;
         let results = serde_json::to_value(Exchange {
             message: self.message,
-            reply: stored,
+            reply: Some(stored),
+            workflow_id: None,
         })
         .map_err(anyhow::Error::from)?;
         Ok(AppError::Rejected {

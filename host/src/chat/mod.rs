@@ -6,6 +6,7 @@
 
 pub mod agent;
 mod messages;
+pub mod replies;
 pub mod responder;
 mod sessions;
 mod templates;

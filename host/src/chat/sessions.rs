@@ -156,7 +156,7 @@ async fn create_session(
         let session = load_session(&state.db, id, auth.id).await?;
         let exchange = messages::converse(&state, &session, auth.id, t.content).await?;
         opened.push(exchange.message);
-        opened.push(exchange.reply);
+        opened.extend(exchange.reply);
     }
     let session = load_session(&state.db, id, auth.id).await?;
     Ok((

@@ -27,9 +27,13 @@ impl EventType {
             let mut property = match base {
                 "uuid" => json!({"type": "string", "format": "uuid"}),
                 "datetime" => json!({"type": "string", "format": "date-time"}),
+                // Any JSON value (a workflow's output), spelled out: utoipa reads no empty schema.
+                "any" => {
+                    json!({"type": ["string", "number", "boolean", "object", "array", "null"]})
+                }
                 other => json!({"type": other}),
             };
-            if optional {
+            if optional && base != "any" {
                 let ty = property["type"].clone();
                 property["type"] = json!([ty, "null"]);
             } else {
@@ -50,6 +54,30 @@ const TITLE: (&str, &str, &str) = ("title", "string", "Its title.");
 const USER: (&str, &str, &str) = ("user_id", "uuid", "The member.");
 const PLUGIN: (&str, &str, &str) = ("plugin_id", "string", "The plugin.");
 
+const RUN_ENDED: &[(&str, &str, &str)] = &[
+    ("workflow_id", "uuid", "The workflow."),
+    (
+        "run_id",
+        "uuid",
+        "The run (`GET /api/workflow-runs/{run_id}`).",
+    ),
+    ("status", "string", "succeeded, failed or cancelled."),
+    ("trigger", "string", "manual, event, schedule or webhook."),
+    (
+        "output",
+        "any",
+        "The end node's output (null unless it succeeded).",
+    ),
+    ("error", "string?", "Why it failed or was cancelled."),
+    (
+        "reply_to",
+        "object?",
+        "For a workflow that answers an agent's chat (`reply: true`): the `session_id`, \
+         `message_id` and `project_id` of the message the run answers, and the \
+         `prompt_tokens` and `completion_tokens` its agent nodes spent.",
+    ),
+];
+
 pub const TYPES: &[EventType] = &[
     EventType {
         name: "project.created",
@@ -65,6 +93,17 @@ pub const TYPES: &[EventType] = &[
             PROJECT,
             NAME,
             ("fields", "array", "The fields that changed."),
+            (
+                "revision",
+                "integer?",
+                "The revision it made (`GET /api/projects/{id}/revisions/{number}`); none when \
+                 the configuration a revision keeps did not change.",
+            ),
+            (
+                "restored_from",
+                "integer?",
+                "The revision it restored, for a restore.",
+            ),
         ],
     },
     EventType {
@@ -273,6 +312,25 @@ pub const TYPES: &[EventType] = &[
             ("event_type", "string", "Its type."),
             ("status", "string", "succeeded or failed."),
         ],
+    },
+    EventType {
+        name: "workflow.run.succeeded",
+        description: "A workflow run reached its end node.",
+        summary: "The workflow {{ subject.name }} ran to its end",
+        fields: RUN_ENDED,
+    },
+    EventType {
+        name: "workflow.run.failed",
+        description: "A workflow run failed: a node failed after its retries, or the run \
+            exceeded its limits.",
+        summary: "The workflow {{ subject.name }} failed: {{ data.error }}",
+        fields: RUN_ENDED,
+    },
+    EventType {
+        name: "workflow.run.cancelled",
+        description: "A workflow run was cancelled (POST /api/workflow-runs/{run_id}/cancel).",
+        summary: "A run of the workflow {{ subject.name }} was cancelled",
+        fields: RUN_ENDED,
     },
     EventType {
         name: "analytics.export.completed",

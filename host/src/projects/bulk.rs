@@ -249,12 +249,13 @@ async fn bulk(
                         "the project {id} changed while the settings were being merged; nothing was changed, try again"
                     )));
                 }
+                let revision = super::revisions::record(&mut tx, *id, Some(auth.id), None).await?;
                 queries::record_event(
                     &mut tx,
                     auth.id,
                     "project.updated",
                     about,
-                    json!({"fields": ["settings"], "version": row.version + 1}),
+                    json!({"fields": ["settings"], "version": row.version + 1, "revision": revision}),
                 )
                 .await?;
                 None

@@ -14,8 +14,9 @@ use super::queries::{self, NewProjectRecord};
 use super::{Permission, Project, ProjectRow, Status};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Arg, Cursor, Db, Filter, Page, PageQuery, contains_pattern, now};
+use crate::db::{Arg, Cursor, Db, Filter, Page, PageQuery, Tx, contains_pattern, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::precondition::{IfMatch, Versioned, stale};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -134,7 +135,7 @@ async fn create_project(
     State(state): State<AppState>,
     auth: AuthUser,
     AppJson(req): AppJson<NewProject>,
-) -> AppResult<(StatusCode, Json<Project>)> {
+) -> AppResult<Versioned<(StatusCode, Json<Project>)>> {
     let template: Option<TemplateDefaults> = match &req.template_id {
         Some(id) => Some(
             state
@@ -217,20 +218,24 @@ async fn create_project(
     .await?;
     state.events.commit(tx).await?;
     let row = queries::load(&state.db, auth.id, id).await?;
-    Ok((StatusCode::CREATED, Json(row.into_view(auth.id))))
+    Ok(Versioned(
+        row.version,
+        (StatusCode::CREATED, Json(row.into_view(auth.id))),
+    ))
 }
 
 /// One agent.
 #[utoipa::path(get, path = "/api/projects/{id}", tag = "projects", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = Project), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Project, headers(("ETag" = String, description = "The project's version, for If-Match"))),
+        (status = 404, body = crate::error::Problem)))]
 async fn get_project(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
-) -> AppResult<Json<Project>> {
+) -> AppResult<Versioned<Json<Project>>> {
     let row = queries::load(&state.db, auth.id, id).await?;
-    Ok(Json(row.into_view(auth.id)))
+    Ok(Versioned(row.version, Json(row.into_view(auth.id))))
 }
 
 /// A partial update: fields left out keep their value.
@@ -248,72 +253,194 @@ pub struct ProjectUpdate {
     pub system_prompt: Option<String>,
     /// Replaces the model configuration object.
     pub model_config: Option<serde_json::Map<String, serde_json::Value>>,
-    /// The `version` this update was based on; a newer stored version answers 409.
+    /// The `version` this update was based on: changes made since are merged with this one
+    /// field by field; a field both changed is a 409 listing the `conflicts`.
     pub version: Option<i64>,
 }
 
-/// Changes an agent (edit permission).
+/// Changes an agent (edit permission). A write based on an older version (`version` in the
+/// body) is merged field by field: fields changed since that version are kept unless the
+/// write changes them too, in which case it is a 409 listing the `conflicts`. `If-Match`
+/// instead asks for the exact version: any other answers 412 with the current project.
 #[utoipa::path(put, path = "/api/projects/{id}", tag = "projects", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = ProjectUpdate,
-    responses((status = 200, body = Project), (status = 403, body = crate::error::Problem),
+    params(("id" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag this write is based on")),
+    request_body = ProjectUpdate,
+    responses((status = 200, body = Project, headers(("ETag" = String))),
+        (status = 403, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+        (status = 412, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn update_project(
     State(state): State<AppState>,
     auth: AuthUser,
+    if_match: IfMatch,
     AppPath(id): AppPath<Uuid>,
     AppJson(req): AppJson<ProjectUpdate>,
-) -> AppResult<Json<Project>> {
+) -> AppResult<Versioned<Json<Project>>> {
     let mut tx = state.db.begin().await?;
     let row = queries::load(&mut tx, auth.id, id).await?;
     row.require(auth.id, Permission::Edit)?;
-    if let Some(v) = req.version
-        && v != row.version
-    {
-        return Err(AppError::Conflict(format!(
-            "the project changed since version {v}; it is now version {}",
-            row.version
-        )));
+    if_match.check("project", row.version, || row.clone().into_view(auth.id))?;
+    let base = if_match.base().or(req.version);
+    let mut edits = validated(req)?;
+    if let Some(base) = base.filter(|b| *b != row.version) {
+        edits = merge(&mut tx, &row, auth.id, base, edits).await?;
     }
-    let mut changed = Vec::new();
-    let mut note = |field: &str, is_set: bool| {
-        if is_set {
-            changed.push(field.to_owned());
+    let edit = Edit {
+        author: auth.id,
+        edits,
+        restored_from: None,
+        if_match,
+    };
+    apply(&state, tx, &row, edit).await
+}
+
+/// The fields of an agent that `PUT` edits (and a restore puts back).
+pub const EDITABLE: [&str; 7] = [
+    "name",
+    "description",
+    "tags",
+    "status",
+    "settings",
+    "system_prompt",
+    "model_config",
+];
+
+/// A change to apply: new values of some [`EDITABLE`] fields, already validated.
+pub struct Edit {
+    pub author: Uuid,
+    pub edits: serde_json::Map<String, serde_json::Value>,
+    /// The revision a restore puts back.
+    pub restored_from: Option<i64>,
+    /// The write's precondition: under `If-Match`, losing a race is a 412.
+    pub if_match: IfMatch,
+}
+
+/// The request's fields, validated, as the JSON values they are stored as.
+fn validated(req: ProjectUpdate) -> AppResult<serde_json::Map<String, serde_json::Value>> {
+    use serde_json::{Value, json};
+    let mut edits = serde_json::Map::new();
+    if let Some(name) = req.name {
+        edits.insert("name".into(), json!(validate_name(&name)?));
+    }
+    if let Some(d) = req.description {
+        let d = validate_text("description", &d, MAX_DESCRIPTION)?;
+        edits.insert("description".into(), json!(d));
+    }
+    if let Some(tags) = req.tags {
+        edits.insert("tags".into(), json!(normalize_tags(&tags)?));
+    }
+    if let Some(status) = req.status {
+        edits.insert("status".into(), json!(status.as_str()));
+    }
+    if let Some(settings) = req.settings {
+        let settings = validate_object("settings", settings)?;
+        edits.insert("settings".into(), Value::Object(settings));
+    }
+    if let Some(prompt) = req.system_prompt {
+        let prompt = validate_text("system_prompt", &prompt, MAX_PROMPT)?;
+        edits.insert("system_prompt".into(), json!(prompt));
+    }
+    if let Some(config) = req.model_config {
+        let config = validate_object("model_config", config)?;
+        edits.insert("model_config".into(), Value::Object(config));
+    }
+    Ok(edits)
+}
+
+/// The editable fields of a project as stored.
+fn editable(row: &ProjectRow) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{Value, json};
+    serde_json::Map::from_iter([
+        ("name".to_owned(), json!(row.name)),
+        ("description".to_owned(), json!(row.description)),
+        ("tags".to_owned(), json!(row.tags.0)),
+        ("status".to_owned(), json!(row.status)),
+        ("settings".to_owned(), Value::Object(row.settings.0.clone())),
+        ("system_prompt".to_owned(), json!(row.system_prompt)),
+        (
+            "model_config".to_owned(),
+            Value::Object(row.model_config.0.clone()),
+        ),
+    ])
+}
+
+/// The edits of a write based on version `base` that still apply: fields the writer left as
+/// they were at `base` are dropped (changes made since are kept); a field both the writer and
+/// someone since changed, to different values, is a conflict (409 listing each).
+async fn merge(
+    tx: &mut Tx,
+    row: &ProjectRow,
+    caller: Uuid,
+    base: i64,
+    edits: serde_json::Map<String, serde_json::Value>,
+) -> AppResult<serde_json::Map<String, serde_json::Value>> {
+    let changed_since = || {
+        format!(
+            "the project changed since version {base}; it is now version {}",
+            row.version
+        )
+    };
+    let base_config = match base < row.version {
+        true => super::revisions::config_at(tx, row.id, base).await?,
+        false => None,
+    };
+    let current_view = || row.clone().into_view(caller);
+    let Some(base_config) = base_config else {
+        return Err(stale(
+            StatusCode::CONFLICT,
+            changed_since(),
+            row.version,
+            current_view(),
+            None,
+        ));
+    };
+    let current = editable(row);
+    let null = serde_json::Value::Null;
+    let mut kept = serde_json::Map::new();
+    let mut conflicts = Vec::new();
+    for (field, yours) in edits {
+        let was = base_config.get(&field).unwrap_or(&null);
+        if &yours == was {
+            continue;
         }
-    };
-    note("name", req.name.is_some());
-    note("description", req.description.is_some());
-    note("tags", req.tags.is_some());
-    note("status", req.status.is_some());
-    note("settings", req.settings.is_some());
-    note("system_prompt", req.system_prompt.is_some());
-    note("model_config", req.model_config.is_some());
-    let name = req
-        .name
-        .map(|n| validate_name(&n))
-        .transpose()?
-        .unwrap_or(row.name.clone());
-    let description = match req.description {
-        Some(d) => validate_text("description", &d, MAX_DESCRIPTION)?,
-        None => row.description.clone(),
-    };
-    let tags = match &req.tags {
-        Some(t) => normalize_tags(t)?,
-        None => row.tags.0.clone(),
-    };
-    let status = req
-        .status
-        .map(|s| s.as_str().to_owned())
-        .unwrap_or(row.status.clone());
-    let settings = validate_object("settings", req.settings.unwrap_or(row.settings.0.clone()))?;
-    let system_prompt = match req.system_prompt {
-        Some(p) => validate_text("system_prompt", &p, MAX_PROMPT)?,
-        None => row.system_prompt.clone(),
-    };
-    let model_config = validate_object(
-        "model_config",
-        req.model_config.unwrap_or(row.model_config.0.clone()),
-    )?;
+        let theirs = current.get(&field).unwrap_or(&null);
+        if theirs != was && theirs != &yours {
+            conflicts.push(serde_json::json!({
+                "field": field, "base": was, "theirs": theirs, "yours": yours,
+            }));
+        }
+        kept.insert(field, yours);
+    }
+    if !conflicts.is_empty() {
+        return Err(stale(
+            StatusCode::CONFLICT,
+            format!("{}, and both changed the same fields", changed_since()),
+            row.version,
+            current_view(),
+            Some(serde_json::Value::Array(conflicts)),
+        ));
+    }
+    Ok(kept)
+}
+
+/// Writes `edit` over the version read, records the revision, the audit entry and the
+/// `project.updated` event, and answers the project with its new `ETag`.
+pub async fn apply(
+    state: &AppState,
+    mut tx: Tx,
+    row: &ProjectRow,
+    edit: Edit,
+) -> AppResult<Versioned<Json<Project>>> {
+    let current = editable(row);
+    let mut next = current.clone();
+    next.extend(edit.edits);
+    let changed: Vec<&str> = EDITABLE
+        .into_iter()
+        .filter(|f| next.get(*f) != current.get(*f))
+        .collect();
+    let text = |field: &str| next[field].as_str().unwrap_or_default().to_owned();
+    let tags: Vec<String> = serde_json::from_value(next["tags"].clone()).unwrap_or_default();
     // Written only over the version read: of concurrent updates based on one version, one
     // wins and the others get 409 (PostgreSQL re-checks the condition after a writer commits).
     let written = tx
@@ -322,50 +449,66 @@ async fn update_project(
                 system_prompt = $7, model_config = $8, version = version + 1, updated_at = $9
              WHERE id = $1 AND version = $10",
             args![
-                id,
-                name,
-                description,
+                row.id,
+                text("name"),
+                text("description"),
                 serde_json::json!(tags),
-                status,
-                serde_json::Value::Object(settings),
-                system_prompt,
-                serde_json::Value::Object(model_config),
+                text("status"),
+                next["settings"].clone(),
+                text("system_prompt"),
+                next["model_config"].clone(),
                 now(),
                 row.version
             ],
         )
         .await?;
     if written == 0 {
-        return Err(AppError::Conflict(format!(
-            "the project changed while version {} was being updated; read it again",
-            row.version
-        )));
+        drop(tx);
+        let now = queries::load(&state.db, edit.author, row.id).await?;
+        return Err(stale(
+            edit.if_match.lost_race(),
+            format!(
+                "the project changed while version {} was being updated; read it again",
+                row.version
+            ),
+            now.version,
+            now.into_view(edit.author),
+            None,
+        ));
     }
-    if req.tags.is_some() {
-        queries::replace_tags(&mut tx, &row, &tags).await?;
+    if changed.contains(&"tags") {
+        queries::replace_tags(&mut tx, row, &tags).await?;
     }
+    let revision =
+        super::revisions::record(&mut tx, row.id, Some(edit.author), edit.restored_from).await?;
+    let about = serde_json::json!({
+        "fields": changed, "version": row.version + 1, "revision": revision,
+        "restored_from": edit.restored_from,
+    });
     crate::team::audit(
         &mut tx,
         row.workspace_id,
-        auth.id,
+        edit.author,
         "project.update",
         "project",
-        Some(id.to_string()),
-        serde_json::json!({ "fields": changed, "version": row.version + 1 }),
+        Some(row.id.to_string()),
+        about.clone(),
     )
     .await?;
-    let updated = queries::load(&mut tx, auth.id, id).await?;
-    let about = (row.workspace_id, id, updated.name.as_str());
+    let updated = queries::load(&mut tx, edit.author, row.id).await?;
     queries::record_event(
         &mut tx,
-        auth.id,
+        edit.author,
         "project.updated",
+        (row.workspace_id, row.id, updated.name.as_str()),
         about,
-        serde_json::json!({"fields": changed, "version": updated.version}),
     )
     .await?;
     state.events.commit(tx).await?;
-    Ok(Json(updated.into_view(auth.id)))
+    Ok(Versioned(
+        updated.version,
+        Json(updated.into_view(edit.author)),
+    ))
 }
 
 /// Deletes an agent (admin permission).

@@ -11,6 +11,7 @@ pub mod crud;
 mod performance;
 mod provider;
 pub mod queries;
+pub mod revisions;
 mod sharing;
 mod templates;
 pub mod variants;
@@ -35,6 +36,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(performance::router())
         .merge(provider::router())
         .merge(variants::router())
+        .merge(revisions::router())
 }
 
 crate::text_enum! {

@@ -135,12 +135,13 @@ async fn put_provider(
         serde_json::json!({"base_url": base_url, "model": model}),
     )
     .await?;
+    let revision = super::revisions::record(&mut tx, id, Some(auth.id), None).await?;
     queries::record_event(
         &mut tx,
         auth.id,
         "project.updated",
         (project.workspace_id, id, &project.name),
-        serde_json::json!({"fields": ["provider"]}),
+        serde_json::json!({"fields": ["provider"], "revision": revision}),
     )
     .await?;
     let view = tx.fetch_one(SELECT_VIEW, args![id]).await?;
@@ -179,12 +180,13 @@ async fn delete_provider(
         serde_json::json!({}),
     )
     .await?;
+    let revision = super::revisions::record(&mut tx, id, Some(auth.id), None).await?;
     queries::record_event(
         &mut tx,
         auth.id,
         "project.updated",
         (project.workspace_id, id, &project.name),
-        serde_json::json!({"fields": ["provider"]}),
+        serde_json::json!({"fields": ["provider"], "revision": revision}),
     )
     .await?;
     state.events.commit(tx).await?;

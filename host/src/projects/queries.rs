@@ -174,6 +174,7 @@ pub async fn insert(tx: &mut Tx, p: NewProjectRecord) -> AppResult<Uuid> {
     )
     .await?;
     insert_tags(tx, id, p.workspace_id, &p.tags).await?;
+    super::revisions::record(tx, id, Some(p.owner_id), None).await?;
     Ok(id)
 }
 

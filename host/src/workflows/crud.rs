@@ -20,8 +20,9 @@ use crate::access::{Role, require_role, target_workspace};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Db, Filter, Page, PageQuery, contains_pattern, new_id, now};
-use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
 use crate::infra::sandbox::Kind;
+use crate::precondition::{IfMatch, Versioned, stale};
 use crate::state::AppState;
 
 /// A workflow as written (`POST`, and `PUT` replacing it whole).
@@ -41,7 +42,7 @@ pub struct WorkflowBody {
 }
 
 /// A workflow.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 pub struct Workflow {
     pub id: Uuid,
     pub workspace_id: Uuid,
@@ -102,6 +103,10 @@ fn webhook_secret(
     Ok(Some(state.secrets.encrypt(&secret)?))
 }
 
+/// An agent is answered by one active workflow at most (a unique index says so).
+const ONE_ANSWERING_WORKFLOW: &str =
+    "another active workflow already answers this agent's chat sessions";
+
 /// One saved version of a workflow's definition.
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
 pub struct WorkflowVersion {
@@ -137,7 +142,7 @@ async fn references(db: &Db, workspace_id: Uuid, d: &Definition) -> AppResult<Kn
     for node in d.nodes.iter().take(definition::MAX_NODES) {
         let config_text = |key: &str| node.config.get(key).and_then(Value::as_str);
         match node.kind.as_str() {
-            "agent" => {
+            "agent" | "trigger" => {
                 let Some(id) = config_text("project_id") else {
                     continue;
                 };
@@ -275,8 +280,8 @@ pub async fn create_workflow(
     tx.execute(
         "INSERT INTO workflows (id, workspace_id, name, description, definition, user_id,
             is_active, version, created_at, updated_at, trigger_kind, trigger_event_type,
-            next_fire_at, webhook_secret_encrypted)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $10, $11, $12)",
+            next_fire_at, webhook_secret_encrypted, answers_project_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9, $10, $11, $12, $13)",
         args![
             id,
             workspace_id,
@@ -289,10 +294,12 @@ pub async fn create_workflow(
             trigger.kind,
             trigger.event_type,
             trigger.next_fire_at,
-            hook_secret
+            hook_secret,
+            trigger.answers_project_id
         ],
     )
-    .await?;
+    .await
+    .conflict_on_duplicate(ONE_ANSWERING_WORKFLOW)?;
     save_version(&mut tx, id, 1, &body.definition, auth.id).await?;
     crate::team::audit(
         &mut tx,
@@ -378,29 +385,38 @@ pub async fn list_workflows(
 /// One workflow (members of its workspace).
 #[utoipa::path(get, path = "/api/workflows/{id}", tag = "workflows", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = Workflow), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Workflow, headers(("ETag" = String, description = "The workflow's version, for If-Match"))),
+        (status = 404, body = crate::error::Problem)))]
 pub async fn get_workflow(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
-) -> AppResult<Json<Workflow>> {
-    Ok(Json(
-        load_visible(&state.db, auth.id, id).await?.0.shown(&state),
-    ))
+) -> AppResult<Versioned<Json<Workflow>>> {
+    let workflow = load_visible(&state.db, auth.id, id).await?.0;
+    Ok(Versioned(workflow.version, Json(workflow.shown(&state))))
 }
 
-/// Replaces a workflow (members of its workspace): a new version.
+/// Replaces a workflow (members of its workspace): a new version. A `version` in the body
+/// other than the current one answers 409; an `If-Match` naming another version, 412 with
+/// the current workflow.
 #[utoipa::path(put, path = "/api/workflows/{id}", tag = "workflows", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = WorkflowBody,
-    responses((status = 200, body = Workflow), (status = 404, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    params(("id" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag this write is based on")),
+    request_body = WorkflowBody,
+    responses((status = 200, body = Workflow, headers(("ETag" = String))),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 412, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn replace_workflow(
     State(state): State<AppState>,
     auth: AuthUser,
+    if_match: IfMatch,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<WorkflowBody>,
-) -> AppResult<Json<Workflow>> {
+) -> AppResult<Versioned<Json<Workflow>>> {
     let (current, _) = load_visible(&state.db, auth.id, id).await?;
+    if_match.check("workflow", current.version, || {
+        current.clone().shown(&state)
+    })?;
     if body
         .workspace_id
         .is_some_and(|ws| ws != current.workspace_id)
@@ -424,7 +440,8 @@ pub async fn replace_workflow(
         .execute(
             "UPDATE workflows SET name = $2, description = $3, definition = $4, is_active = $5,
                 version = version + 1, updated_at = $6, trigger_kind = $8,
-                trigger_event_type = $9, next_fire_at = $10, webhook_secret_encrypted = $11
+                trigger_event_type = $9, next_fire_at = $10, webhook_secret_encrypted = $11,
+                answers_project_id = $12
              WHERE id = $1 AND version = $7",
             args![
                 id,
@@ -437,14 +454,21 @@ pub async fn replace_workflow(
                 trigger.kind,
                 trigger.event_type,
                 trigger.next_fire_at,
-                hook_secret
+                hook_secret,
+                trigger.answers_project_id
             ],
         )
-        .await?;
+        .await
+        .conflict_on_duplicate(ONE_ANSWERING_WORKFLOW)?;
     if written == 0 {
-        return Err(AppError::Conflict(format!(
-            "the workflow changed since version {base}; read it again"
-        )));
+        let now = load(&state.db, id).await?;
+        return Err(stale(
+            if_match.lost_race(),
+            format!("the workflow changed since version {base}; read it again"),
+            now.version,
+            now.shown(&state),
+            None,
+        ));
     }
     save_version(&mut tx, id, base + 1, &body.definition, auth.id).await?;
     crate::team::audit(
@@ -458,7 +482,8 @@ pub async fn replace_workflow(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(load(&state.db, id).await?.shown(&state)))
+    let saved = load(&state.db, id).await?;
+    Ok(Versioned(saved.version, Json(saved.shown(&state))))
 }
 
 /// Deletes a workflow with its versions (its author, or the workspace's owners and admins).

@@ -51,6 +51,9 @@ pub struct Node {
     /// transform, delay, human, end.
     #[serde(rename = "type")]
     pub kind: String,
+    /// The type's settings. A trigger: `kind` (manual, event, schedule, webhook),
+    /// `event_type`, `project_id`, `conditions`, `cron`, and `reply: true` to answer the
+    /// agent's chat sessions (event `chat.message.created` with a `project_id`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub config: Map<String, Value>,
@@ -343,7 +346,34 @@ fn check_config(node: &Node, refs: &dyn References) -> Vec<(String, String)> {
                     "is manual, event, schedule or webhook".into(),
                 )),
             }
-            &["kind", "event_type", "conditions", "cron", "project_id"]
+            if c.contains_key("project_id")
+                && !text("project_id").is_some_and(|p| refs.project_visible(p))
+            {
+                problems.push((
+                    "/project_id".into(),
+                    "is an agent (project) of the workspace you can see".into(),
+                ));
+            }
+            match c.get("reply") {
+                None | Some(Value::Bool(false)) => {}
+                Some(Value::Bool(true))
+                    if text("kind") == Some("event")
+                        && text("event_type") == Some(super::triggers::CHAT_MESSAGE)
+                        && c.contains_key("project_id") => {}
+                Some(Value::Bool(true)) => problems.push((
+                    "/reply".into(),
+                    "answers an agent's chat: it needs kind event, event_type chat.message.created and a project_id".into(),
+                )),
+                Some(_) => problems.push(("/reply".into(), "must be true or false".into())),
+            }
+            &[
+                "kind",
+                "event_type",
+                "conditions",
+                "cron",
+                "project_id",
+                "reply",
+            ]
         }
         "agent" => {
             match text("project_id") {

@@ -930,7 +930,14 @@ impl Driver {
         if finished == 0 {
             return Ok(Some(()));
         }
-        tx.commit().await?;
+        let answers_chat = self
+            .definition
+            .nodes
+            .iter()
+            .find(|n| n.kind == "trigger")
+            .is_some_and(|t| super::triggers::answers_chat(&t.config));
+        super::outcome::record(&mut tx, self.run.id, status, answers_chat).await?;
+        self.state.events.commit(tx).await?;
         self.summary.status = status;
         self.announce_run().await;
         Ok(Some(()))

@@ -1,8 +1,8 @@
 //! `/api/workflows/*` and `/api/workflow-runs/*`: agent orchestration as graphs of typed
 //! nodes. `crud` keeps the definitions (validated as a whole by `definition`, every save a
 //! version); `runs` starts and steers runs, which `engine` drives node by node (`nodes`),
-//! durably, on any replica; `triggers` starts runs from events and schedules (`cron`), `hooks` from inbound
-//! webhooks.
+//! durably, on any replica, recording how each ended (`outcome`); `triggers` starts runs from
+//! events and schedules (`cron`), `hooks` from inbound webhooks.
 
 pub mod cron;
 pub mod crud;
@@ -10,6 +10,7 @@ pub mod definition;
 pub mod engine;
 pub mod hooks;
 pub mod nodes;
+pub mod outcome;
 pub mod runs;
 pub mod triggers;
 

@@ -112,13 +112,13 @@ pub const NODE_COLUMNS: &str = "node_id, node_type, status, branch, input, outpu
 
 /// A run with each of its nodes, in the definition's order.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Run {
+pub struct WorkflowRun {
     #[serde(flatten)]
     pub run: RunSummary,
     pub nodes: Vec<NodeRun>,
 }
 
-async fn load_run(db: &Db, id: Uuid) -> AppResult<Run> {
+async fn load_run(db: &Db, id: Uuid) -> AppResult<WorkflowRun> {
     let run: RunSummary = db
         .fetch_optional(
             &format!("SELECT {RUN_COLUMNS} FROM workflow_runs r WHERE r.id = $1"),
@@ -134,11 +134,11 @@ async fn load_run(db: &Db, id: Uuid) -> AppResult<Run> {
             args![id],
         )
         .await?;
-    Ok(Run { run, nodes })
+    Ok(WorkflowRun { run, nodes })
 }
 
 /// A run of a workspace the caller belongs to (404 otherwise).
-async fn load_visible_run(db: &Db, caller: Uuid, id: Uuid) -> AppResult<Run> {
+async fn load_visible_run(db: &Db, caller: Uuid, id: Uuid) -> AppResult<WorkflowRun> {
     let workspace: Option<(Uuid,)> = db
         .fetch_optional(
             "SELECT workspace_id FROM workflow_runs WHERE id = $1",
@@ -172,14 +172,14 @@ const MAX_INPUT_BYTES: usize = 64 * 1024;
 /// the background. Any workflow may be run by hand, active or not.
 #[utoipa::path(post, path = "/api/workflows/{id}/run", tag = "workflows", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = RunBody,
-    responses((status = 202, body = Run), (status = 404, body = crate::error::Problem),
+    responses((status = 202, body = WorkflowRun), (status = 404, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
 pub async fn start_run(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<RunBody>,
-) -> AppResult<(StatusCode, Json<Run>)> {
+) -> AppResult<(StatusCode, Json<WorkflowRun>)> {
     let (workflow, _) = load_visible(&state.db, auth.id, id).await?;
     let input = body.input.unwrap_or_else(|| json!({}));
     if !input.is_object() {
@@ -261,12 +261,12 @@ pub async fn list_runs(
 /// One run with its nodes: status, input, output, error, attempts and timings of each.
 #[utoipa::path(get, path = "/api/workflow-runs/{run_id}", tag = "workflows", security(("bearer" = [])),
     params(("run_id" = Uuid, Path)),
-    responses((status = 200, body = Run), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = WorkflowRun), (status = 404, body = crate::error::Problem)))]
 pub async fn get_run(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(run_id): AppPath<Uuid>,
-) -> AppResult<Json<Run>> {
+) -> AppResult<Json<WorkflowRun>> {
     Ok(Json(load_visible_run(&state.db, auth.id, run_id).await?))
 }
 
@@ -274,13 +274,13 @@ pub async fn get_run(
 /// stopped, and nodes not yet finished are `cancelled`. 409 once the run has finished.
 #[utoipa::path(post, path = "/api/workflow-runs/{run_id}/cancel", tag = "workflows", security(("bearer" = [])),
     params(("run_id" = Uuid, Path)),
-    responses((status = 200, body = Run), (status = 404, body = crate::error::Problem),
+    responses((status = 200, body = WorkflowRun), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 pub async fn cancel_run(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(run_id): AppPath<Uuid>,
-) -> AppResult<Json<Run>> {
+) -> AppResult<Json<WorkflowRun>> {
     load_visible_run(&state.db, auth.id, run_id).await?;
     let at = now();
     let mut tx = state.db.begin().await?;
@@ -302,7 +302,8 @@ pub async fn cancel_run(
         args![run_id, at],
     )
     .await?;
-    tx.commit().await?;
+    super::outcome::record(&mut tx, run_id, RunStatus::Cancelled, false).await?;
+    state.events.commit(tx).await?;
     engine::tell_run(&state, run_id).await;
     let run = load_run(&state.db, run_id).await?;
     engine::announce_run(&state, &run.run).await;
@@ -324,14 +325,14 @@ pub struct ResumeBody {
 /// `resumed` branch. 409 when that node is not waiting.
 #[utoipa::path(post, path = "/api/workflow-runs/{run_id}/resume", tag = "workflows", security(("bearer" = [])),
     params(("run_id" = Uuid, Path)), request_body = ResumeBody,
-    responses((status = 200, body = Run), (status = 404, body = crate::error::Problem),
+    responses((status = 200, body = WorkflowRun), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 pub async fn resume_run(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(run_id): AppPath<Uuid>,
     AppJson(body): AppJson<ResumeBody>,
-) -> AppResult<Json<Run>> {
+) -> AppResult<Json<WorkflowRun>> {
     let run = load_visible_run(&state.db, auth.id, run_id).await?;
     if !run.nodes.iter().any(|n| n.node_id == body.node_id) {
         return Err(AppError::invalid("node_id", "is not a node of this run"));

@@ -32,6 +32,8 @@ pub struct TriggerColumns {
     pub event_type: Option<String>,
     /// An active schedule's next firing.
     pub next_fire_at: Option<DateTime<Utc>>,
+    /// The agent whose chat sessions an active `reply` trigger answers.
+    pub answers_project_id: Option<Uuid>,
 }
 
 pub fn columns(definition: &Definition, is_active: bool) -> TriggerColumns {
@@ -51,11 +53,35 @@ pub fn columns(definition: &Definition, is_active: bool) -> TriggerColumns {
         .flatten()
         .and_then(|cron| Schedule::parse(&cron).ok())
         .and_then(|s| s.next_after(now()));
+    let answers_project_id = (event_type.as_deref() == Some(CHAT_MESSAGE)
+        && trigger.is_some_and(|t| answers_chat(&t.config)))
+    .then(|| text("project_id").and_then(|p| p.parse().ok()))
+    .flatten();
     TriggerColumns {
         kind,
         event_type,
         next_fire_at,
+        answers_project_id,
     }
+}
+
+/// The event a chat-attached workflow starts on.
+pub const CHAT_MESSAGE: &str = "chat.message.created";
+
+/// Whether a trigger's config answers its agent's chat sessions (`reply: true`).
+pub fn answers_chat(config: &serde_json::Map<String, Value>) -> bool {
+    config.get("reply") == Some(&Value::Bool(true))
+}
+
+/// The active workflow that answers `project_id`'s chat sessions instead of the agent, if any.
+pub async fn answering(db: &crate::db::Db, project_id: Uuid) -> AppResult<Option<Uuid>> {
+    let found: Option<(Uuid,)> = db
+        .fetch_optional(
+            "SELECT id FROM workflows WHERE answers_project_id = $1 AND is_active",
+            args![project_id],
+        )
+        .await?;
+    Ok(found.map(|(id,)| id))
 }
 
 fn trigger_config(workflow: &Workflow) -> serde_json::Map<String, Value> {
@@ -117,6 +143,11 @@ async fn start_for(state: &AppState, event: &Event) -> AppResult<()> {
         let wanted_project = config.get("project_id").and_then(Value::as_str);
         if wanted_project
             .is_some_and(|p| event.project_id.map(|id| id.to_string()).as_deref() != Some(p))
+        {
+            continue;
+        }
+        // A workflow answering a chat is started by what people say, not by its own replies.
+        if answers_chat(&config) && event.data.0.get("role").and_then(Value::as_str) != Some("user")
         {
             continue;
         }

@@ -1,0 +1,322 @@
+//! Editing together without losing an edit: versions as ETags and `If-Match` (412), stale
+//! writes merged field by field or refused with their conflicts (409), and revisions.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_problem};
+use crate::on_both;
+
+fn etag(r: &crate::helpers::Resp) -> String {
+    r.headers
+        .get("etag")
+        .and_then(|v| v.to_str().ok())
+        .expect("an ETag")
+        .to_owned()
+}
+
+/// A project answers with its version as ETag; `If-Match` on another version is a 412 with
+/// the current project; twenty writers retrying on 412 all land.
+async fn if_match_refuses_lost_updates(app: TestApp) {
+    let alice = app.register("alice").await;
+    let project = app.project(&alice, json!({"name": "Helper"})).await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/projects/{id}");
+    let r = app.get(&path, &alice.token).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(etag(&r), format!("\"v{}\"", r.body["version"]));
+    let first = etag(&r);
+
+    let r = app
+        .call_if_match(
+            Method::PUT,
+            &path,
+            &alice.token,
+            &first,
+            json!({"description": "one"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_ne!(etag(&r), first);
+    let r = app
+        .call_if_match(
+            Method::PUT,
+            &path,
+            &alice.token,
+            &first,
+            json!({"description": "two"}),
+        )
+        .await;
+    assert_problem(&r, 412);
+    assert_eq!(r.body["current"]["description"], "one");
+    assert_eq!(etag(&r), format!("\"v{}\"", r.body["current"]["version"]));
+    // A weak tag never matches; `*` always does.
+    let weak = format!("W/{}", etag(&r));
+    let r = app
+        .call_if_match(Method::PUT, &path, &alice.token, &weak, json!({}))
+        .await;
+    assert_problem(&r, 412);
+    let r = app
+        .call_if_match(
+            Method::PUT,
+            &path,
+            &alice.token,
+            "*",
+            json!({"description": "any"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    // Twenty writers, each adding its own setting, re-reading on 412.
+    let writers = (0..20).map(|n| {
+        let app = &app;
+        let token = alice.token.clone();
+        let path = path.clone();
+        async move {
+            let r = app.get(&path, &token).await;
+            let (mut tag, mut current) = (etag(&r), r.body);
+            for _ in 0..200 {
+                let mut settings = current["settings"].as_object().cloned().unwrap_or_default();
+                settings.insert(format!("writer_{n}"), json!(n));
+                let r = app
+                    .call_if_match(
+                        Method::PUT,
+                        &path,
+                        &token,
+                        &tag,
+                        json!({"settings": settings}),
+                    )
+                    .await;
+                match r.status {
+                    200 => return,
+                    412 => (tag, current) = (etag(&r), r.body["current"].clone()),
+                    other => panic!("writer {n}: {other} {:?}", r.body),
+                }
+            }
+            panic!("writer {n} never landed");
+        }
+    });
+    futures_util::future::join_all(writers).await;
+    let r = app.get(&path, &alice.token).await;
+    let settings = r.body["settings"].as_object().cloned().unwrap_or_default();
+    for n in 0..20 {
+        assert_eq!(
+            settings.get(&format!("writer_{n}")),
+            Some(&json!(n)),
+            "{settings:?}"
+        );
+    }
+
+    // Workflows honour it too.
+    let r = app
+        .post(
+            "/api/workflows",
+            &alice.token,
+            json!({"name": "Flow", "definition": {"nodes": [
+                {"id": "start", "type": "trigger", "config": {"kind": "manual"}},
+                {"id": "done", "type": "end", "config": {}}],
+                "edges": [{"from": "start", "to": "done"}]}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let workflow = format!("/api/workflows/{}", r.body["id"].as_str().unwrap());
+    let r = app.get(&workflow, &alice.token).await;
+    assert_eq!(etag(&r), "\"v1\"");
+    let mut body = r.body.clone();
+    if let Some(b) = body.as_object_mut() {
+        b.retain(|k, _| ["name", "definition", "description"].contains(&k.as_str()));
+    }
+    let r = app
+        .call_if_match(Method::PUT, &workflow, &alice.token, "\"v1\"", body.clone())
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(etag(&r), "\"v2\"");
+    let r = app
+        .call_if_match(Method::PUT, &workflow, &alice.token, "\"v1\"", body)
+        .await;
+    assert_problem(&r, 412);
+    assert_eq!(r.body["current"]["version"], 2);
+}
+on_both!(if_match_refuses_lost_updates);
+
+/// A write based on an older `version` is merged when the fields it changes were left alone
+/// since; when they were not, the 409 lists each conflict.
+async fn stale_writes_merge_or_list_their_conflicts(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let project = app
+        .project(
+            &alice,
+            json!({"name": "Helper", "description": "Answers questions", "system_prompt": "Be brief."}),
+        )
+        .await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    app.share(&alice, &id, &bob, "edit").await;
+    let path = format!("/api/projects/{id}");
+    let base = project["version"].as_i64().unwrap();
+
+    let r = app
+        .put(
+            &path,
+            &alice.token,
+            json!({"name": "Billing helper", "version": base}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // Bob read the same version and changes the prompt (he sends the name he read too).
+    let r = app
+        .put(
+            &path,
+            &bob.token,
+            json!({"name": "Helper", "system_prompt": "Be kind.", "version": base}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "merged: {:?}", r.body);
+    assert_eq!(r.body["name"], "Billing helper");
+    assert_eq!(r.body["system_prompt"], "Be kind.");
+    assert_eq!(r.body["version"], base + 2);
+
+    // Bob, still on the old version, renames it too: both changed the name.
+    let r = app
+        .put(
+            &path,
+            &bob.token,
+            json!({"name": "Support helper", "version": base}),
+        )
+        .await;
+    assert_problem(&r, 409);
+    assert_eq!(
+        r.body["conflicts"],
+        json!([{"field": "name", "base": "Helper", "theirs": "Billing helper",
+                "yours": "Support helper"}])
+    );
+    assert_eq!(r.body["current"]["version"], base + 2);
+    let r = app.get(&path, &alice.token).await;
+    assert_eq!(r.body["name"], "Billing helper");
+    // The same value both ways is no conflict.
+    let r = app
+        .put(
+            &path,
+            &bob.token,
+            json!({"name": "Billing helper", "version": base}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+}
+on_both!(stale_writes_merge_or_list_their_conflicts);
+
+/// Every change is a revision with its author and diff; a restore is one more.
+async fn revisions_list_diff_and_restore(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let project = app
+        .project(
+            &alice,
+            json!({"name": "Helper", "system_prompt": "Be brief."}),
+        )
+        .await;
+    let id = project["id"].as_str().unwrap().to_owned();
+    app.share(&alice, &id, &bob, "edit").await;
+    app.share(&alice, &id, &carol, "view").await;
+    let path = format!("/api/projects/{id}");
+    let revisions = format!("{path}/revisions");
+
+    let r = app
+        .put(&path, &bob.token, json!({"system_prompt": "Be kind."}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .put(
+            &path,
+            &alice.token,
+            json!({"tags": ["Billing"], "status": "paused"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // A write that changes nothing a revision keeps makes none.
+    let r = app.put(&path, &alice.token, json!({})).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = app
+        .put(
+            &format!("{path}/provider"),
+            &alice.token,
+            json!({"base_url": crate::helpers::mock_ai(), "model": "m1", "api_key": "sk-secret"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+
+    let r = app.get(&revisions, &carol.token).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let items = r.body["items"].as_array().cloned().unwrap_or_default();
+    let numbers: Vec<i64> = items.iter().filter_map(|i| i["number"].as_i64()).collect();
+    assert_eq!(numbers, vec![4, 3, 2, 1]);
+    assert_eq!(items[3]["author_id"], alice.id.as_str());
+    assert_eq!(
+        items[3]["changes"]["name"],
+        json!({"from": null, "to": "Helper"})
+    );
+    assert_eq!(items[2]["author_id"], bob.id.as_str());
+    assert_eq!(
+        items[2]["changes"],
+        json!({"system_prompt": {"from": "Be brief.", "to": "Be kind."}})
+    );
+    let changed: Vec<&str> = items[1]["changes"]
+        .as_object()
+        .map(|c| c.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(changed, vec!["status", "tags"]);
+    // The provider is kept without its key.
+    assert_eq!(items[0]["changes"]["provider"]["to"]["model"], "m1");
+    assert_eq!(items[0]["changes"]["provider"]["to"]["api_key_set"], true);
+    assert!(!r.body.to_string().contains("sk-secret"));
+
+    // Paged, newest first.
+    let r = app.get(&format!("{revisions}?limit=3"), &carol.token).await;
+    assert_eq!(r.body["items"].as_array().map(Vec::len), Some(3));
+    let next = r.body["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let r = app
+        .get(&format!("{revisions}?limit=3&cursor={next}"), &carol.token)
+        .await;
+    assert_eq!(r.body["items"][0]["number"], 1);
+    assert!(r.body["next_cursor"].is_null());
+
+    let r = app.get(&format!("{revisions}/2"), &carol.token).await;
+    assert_eq!(r.body["config"]["system_prompt"], "Be kind.");
+    assert_eq!(r.body["config"]["status"], "active");
+    let r = app.get(&format!("{revisions}/9"), &carol.token).await;
+    assert_problem(&r, 404);
+
+    // A viewer cannot restore; an editor can, and the restore is revision 5.
+    let r = app
+        .post(&format!("{revisions}/1/restore"), &carol.token, json!({}))
+        .await;
+    assert_problem(&r, 403);
+    let r = app
+        .post(&format!("{revisions}/1/restore"), &bob.token, json!({}))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(r.body["system_prompt"], "Be brief.");
+    assert_eq!(r.body["status"], "active");
+    assert_eq!(r.body["tags"], json!([]));
+    let r = app.get(&format!("{revisions}/5"), &alice.token).await;
+    assert_eq!(r.body["restored_from"], 1);
+    assert_eq!(r.body["author_id"], bob.id.as_str());
+    assert_eq!(
+        r.body["changes"]["system_prompt"],
+        json!({"from": "Be kind.", "to": "Be brief."})
+    );
+    // The provider stayed as it was.
+    assert_eq!(r.body["config"]["provider"]["model"], "m1");
+
+    // A stranger sees none of it.
+    let mallory = app.register("mallory").await;
+    let r = app.get(&revisions, &mallory.token).await;
+    assert_problem(&r, 404);
+    let project: Value = app.get(&path, &alice.token).await.body;
+    assert_eq!(project["name"], "Helper");
+}
+on_both!(revisions_list_diff_and_restore);
