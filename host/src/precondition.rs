@@ -120,7 +120,13 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<IfMatch, AppError> {
-        let mut values = parts.headers.get_all(header::IF_MATCH).iter().peekable();
+        let mut values = parts
+            .headers
+            .get_all(header::IF_MATCH)
+            .iter()
+            .filter(|v| !v.as_bytes().trim_ascii().is_empty())
+            .peekable();
+        // An empty header names nothing to compare: the write applies as without one.
         if values.peek().is_none() {
             return Ok(IfMatch::Absent);
         }

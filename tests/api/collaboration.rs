@@ -50,6 +50,28 @@ async fn if_match_refuses_lost_updates(app: TestApp) {
     assert_problem(&r, 412);
     assert_eq!(r.body["current"]["description"], "one");
     assert_eq!(etag(&r), format!("\"v{}\"", r.body["current"]["version"]));
+    // An invalid body is refused as such before the precondition is weighed.
+    let r = app
+        .call_if_match(
+            Method::PUT,
+            &path,
+            &alice.token,
+            &first,
+            json!({"name": ""}),
+        )
+        .await;
+    assert_problem(&r, 422);
+    // An empty header names nothing: the write applies.
+    let r = app
+        .call_if_match(
+            Method::PUT,
+            &path,
+            &alice.token,
+            "",
+            json!({"description": "blank"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
     // A weak tag never matches; `*` always does.
     let weak = format!("W/{}", etag(&r));
     let r = app

@@ -280,9 +280,10 @@ async fn update_project(
     let mut tx = state.db.begin().await?;
     let row = queries::load(&mut tx, auth.id, id).await?;
     row.require(auth.id, Permission::Edit)?;
-    if_match.check("project", row.version, || row.clone().into_view(auth.id))?;
+    // Preconditions are weighed once the request is known to be valid (RFC 9110 13.2.1).
     let base = if_match.base().or(req.version);
     let mut edits = validated(req)?;
+    if_match.check("project", row.version, || row.clone().into_view(auth.id))?;
     if let Some(base) = base.filter(|b| *b != row.version) {
         edits = merge(&mut tx, &row, auth.id, base, edits).await?;
     }

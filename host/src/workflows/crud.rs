@@ -414,9 +414,6 @@ pub async fn replace_workflow(
     AppJson(body): AppJson<WorkflowBody>,
 ) -> AppResult<Versioned<Json<Workflow>>> {
     let (current, _) = load_visible(&state.db, auth.id, id).await?;
-    if_match.check("workflow", current.version, || {
-        current.clone().shown(&state)
-    })?;
     if body
         .workspace_id
         .is_some_and(|ws| ws != current.workspace_id)
@@ -427,6 +424,10 @@ pub async fn replace_workflow(
         ));
     }
     let (name, description) = check(&state.db, current.workspace_id, &body).await?;
+    // Preconditions are weighed once the request is known to be valid (RFC 9110 13.2.1).
+    if_match.check("workflow", current.version, || {
+        current.clone().shown(&state)
+    })?;
     let base = body.version.unwrap_or(current.version);
     let is_active = body.is_active.unwrap_or(current.is_active);
     let trigger = triggers::columns(&body.definition, is_active);
