@@ -8,6 +8,7 @@ use crate::infra::api_usage::ApiUsage;
 use crate::infra::bus::EventBus;
 use crate::infra::cache::Cache;
 use crate::infra::eventlog::EventLog;
+use crate::infra::livedocs::LiveDocs;
 use crate::infra::metrics::Metrics;
 use crate::infra::outbound::Outbound;
 use crate::infra::ratelimit::RateLimiter;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub sockets: Arc<OpenSockets>,
     /// The plugin sandbox, with the compiled components.
     pub plugins: sandbox::Runtime,
+    /// The collaborative documents this host has open.
+    pub live_docs: LiveDocs,
 }
 
 /// A count of open sockets that shutdown can wait on.
@@ -134,6 +137,7 @@ impl AppState {
             shutdown_trigger: Arc::new(shutdown_trigger),
             sockets: Arc::default(),
             plugins,
+            live_docs: LiveDocs::default(),
         })
     }
 

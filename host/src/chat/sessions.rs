@@ -24,7 +24,7 @@ use crate::db::{Arg, Cursor, Page, PageQuery, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
 use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::projects::queries as projects;
-use crate::realtime::{SocketTicket, issue_ticket, notify};
+use crate::realtime::{SocketTarget, SocketTicket, issue_ticket, notify};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -534,6 +534,6 @@ async fn join_session(
         )
         .await;
     }
-    let socket = issue_ticket(&state, &headers, &auth, Some(id)).await?;
+    let socket = issue_ticket(&state, &headers, &auth, SocketTarget::Chat(id)).await?;
     Ok(Json(Joined { session, socket }))
 }

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod eventlog;
 pub mod hashing;
 pub mod jobs;
+pub mod livedocs;
 pub mod metrics;
 pub mod outbound;
 pub mod ratelimit;

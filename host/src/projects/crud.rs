@@ -292,6 +292,7 @@ async fn update_project(
         edits,
         restored_from: None,
         if_match,
+        from_live_document: false,
     };
     apply(&state, tx, &row, edit).await
 }
@@ -315,6 +316,9 @@ pub struct Edit {
     pub restored_from: Option<i64>,
     /// The write's precondition: under `If-Match`, losing a race is a 412.
     pub if_match: IfMatch,
+    /// The change comes from the live document itself (its write-back), so it is not merged
+    /// back into it.
+    pub from_live_document: bool,
 }
 
 /// The request's fields, validated, as the JSON values they are stored as.
@@ -482,6 +486,16 @@ pub async fn apply(
     }
     let revision =
         super::revisions::record(&mut tx, row.id, Some(edit.author), edit.restored_from).await?;
+    let absorbed = match edit.from_live_document {
+        true => None,
+        false => {
+            let changed_values: serde_json::Map<_, _> = changed
+                .iter()
+                .map(|f| ((*f).to_owned(), next[*f].clone()))
+                .collect();
+            super::collaboration::room::absorb(&mut tx, row.id, &changed_values).await?
+        }
+    };
     let about = serde_json::json!({
         "fields": changed, "version": row.version + 1, "revision": revision,
         "restored_from": edit.restored_from,
@@ -506,6 +520,9 @@ pub async fn apply(
     )
     .await?;
     state.events.commit(tx).await?;
+    if let Some(update) = absorbed {
+        super::collaboration::room::publish_absorbed(state, row.id, edit.author, update).await;
+    }
     Ok(Versioned(
         updated.version,
         Json(updated.into_view(edit.author)),

@@ -7,6 +7,7 @@
 //! see answers 404, never its data.
 
 mod bulk;
+pub mod collaboration;
 pub mod crud;
 mod performance;
 mod provider;
@@ -37,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(provider::router())
         .merge(variants::router())
         .merge(revisions::router())
+        .merge(collaboration::router())
 }
 
 crate::text_enum! {

@@ -300,6 +300,7 @@ async fn restore_revision(
         edits,
         restored_from: Some(number),
         if_match,
+        from_live_document: false,
     };
     crud::apply(&state, tx, &row, edit).await
 }

@@ -64,18 +64,40 @@ pub async fn access_changed(state: &AppState, user_id: Uuid) {
         .await;
 }
 
-fn access_channel(user_id: Uuid) -> String {
+pub fn access_channel(user_id: Uuid) -> String {
     format!("access:{user_id}")
 }
 
-/// Issues a ticket for the caller to open a chat socket (`session_id`) or their
-/// notifications; it is valid while the token it was issued under is.
+/// The socket a ticket opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketTarget {
+    /// `WS /ws/chat/{session_id}`.
+    Chat(Uuid),
+    /// `WS /ws/notifications/{user_id}`, the caller's own.
+    Notifications,
+    /// `WS /ws/projects/{project_id}/collaborate`.
+    Collaboration(Uuid),
+}
+
+impl SocketTarget {
+    fn ids(self) -> (Option<Uuid>, Option<Uuid>) {
+        match self {
+            SocketTarget::Chat(session) => (Some(session), None),
+            SocketTarget::Notifications => (None, None),
+            SocketTarget::Collaboration(project) => (None, Some(project)),
+        }
+    }
+}
+
+/// Issues a ticket for the caller to open one socket; it is valid while the token it was
+/// issued under is.
 pub async fn issue_ticket(
     state: &AppState,
     headers: &HeaderMap,
     caller: &AuthUser,
-    session_id: Option<Uuid>,
+    target: SocketTarget,
 ) -> AppResult<SocketTicket> {
+    let (session_id, project_id) = target.ids();
     let user_id = caller.id;
     let ticket = generate_token();
     let expires_at = now() + Duration::seconds(TICKET_SECONDS);
@@ -87,20 +109,23 @@ pub async fn issue_ticket(
     state
         .db
         .execute(
-            "INSERT INTO ws_tickets (ticket_hash, user_id, session_id, expires_at, token_id)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO ws_tickets (ticket_hash, user_id, session_id, project_id, expires_at,
+                token_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
             args![
                 hash_token(&ticket),
                 user_id,
                 session_id,
+                project_id,
                 expires_at,
                 caller.token_id
             ],
         )
         .await?;
-    let path = match session_id {
-        Some(id) => format!("/ws/chat/{id}"),
-        None => format!("/ws/notifications/{user_id}"),
+    let path = match target {
+        SocketTarget::Chat(id) => format!("/ws/chat/{id}"),
+        SocketTarget::Notifications => format!("/ws/notifications/{user_id}"),
+        SocketTarget::Collaboration(id) => format!("/ws/projects/{id}/collaborate"),
     };
     let host = headers
         .get(axum::http::header::HOST)
@@ -124,29 +149,31 @@ pub async fn issue_ticket(
 struct TicketRow {
     user_id: Uuid,
     session_id: Option<Uuid>,
+    project_id: Option<Uuid>,
     token_id: Option<Uuid>,
 }
 
 /// Who a socket speaks for: the user and the token their access rests on.
 #[derive(Debug, Clone, Copy)]
-struct SocketCaller {
-    user_id: Uuid,
-    token_id: Option<Uuid>,
+pub struct SocketCaller {
+    pub user_id: Uuid,
+    pub token_id: Option<Uuid>,
 }
 
 /// The caller a socket request speaks for: a ticket for exactly this socket (consumed), or a
 /// bearer token. Anything else is refused before the upgrade.
-async fn socket_user(
+pub async fn socket_user(
     state: &AppState,
     headers: &HeaderMap,
     ticket: Option<&str>,
-    session_id: Option<Uuid>,
+    target: SocketTarget,
 ) -> AppResult<SocketCaller> {
     if let Some(ticket) = ticket {
         let mut tx = state.db.begin().await?;
         let row: Option<TicketRow> = tx
             .fetch_optional(
-                "SELECT user_id, session_id, token_id FROM ws_tickets WHERE ticket_hash = $1 AND expires_at > $2",
+                "SELECT user_id, session_id, project_id, token_id FROM ws_tickets
+                 WHERE ticket_hash = $1 AND expires_at > $2",
                 args![hash_token(ticket), now()],
             )
             .await?;
@@ -157,7 +184,7 @@ async fn socket_user(
         .await?;
         tx.commit().await?;
         return match row {
-            Some(r) if r.session_id == session_id => Ok(SocketCaller {
+            Some(r) if (r.session_id, r.project_id) == target.ids() => Ok(SocketCaller {
                 user_id: r.user_id,
                 token_id: r.token_id,
             }),
@@ -196,6 +223,9 @@ async fn create_ticket(
     if let Some(session_id) = req.session_id {
         crate::chat::load_session(&state.db, session_id, auth.id).await?;
     }
-    let ticket = issue_ticket(&state, &headers, &auth, req.session_id).await?;
+    let target = req
+        .session_id
+        .map_or(SocketTarget::Notifications, SocketTarget::Chat);
+    let ticket = issue_ticket(&state, &headers, &auth, target).await?;
     Ok((StatusCode::CREATED, Json(ticket)))
 }

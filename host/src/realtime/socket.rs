@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 
-use super::{SocketCaller, access_channel, socket_user};
+use super::{SocketCaller, SocketTarget, access_channel, socket_user};
 use crate::chat;
 use crate::error::{AppError, AppPath, AppResult};
 use crate::state::AppState;
@@ -60,20 +60,21 @@ pub async fn chat(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> AppResult<Response> {
-    let caller = socket_user(&state, &headers, q.ticket.as_deref(), Some(session_id)).await?;
+    let caller = socket_user(
+        &state,
+        &headers,
+        q.ticket.as_deref(),
+        SocketTarget::Chat(session_id),
+    )
+    .await?;
     let session = chat::load_session(&state.db, session_id, caller.user_id).await?;
     let last_seq = q.last_seq.unwrap_or(session.last_seq).max(0);
-    Ok(sized(ws).on_upgrade(move |socket| {
-        run(
-            state,
-            socket,
-            caller,
-            Kind::Chat {
-                session_id,
-                last_seq,
-            },
-        )
-    }))
+    let kind = Kind::Chat {
+        session_id,
+        last_seq,
+    };
+    let feeds = Feeds::subscribe(&state, caller, &kind);
+    Ok(sized(ws).on_upgrade(move |socket| run(state, socket, caller, kind, feeds)))
 }
 
 /// `WS /ws/notifications/{user_id}`: that user's notifications only — `notification`
@@ -90,13 +91,20 @@ pub async fn notifications(
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> AppResult<Response> {
-    let caller = socket_user(&state, &headers, q.ticket.as_deref(), None).await?;
+    let caller = socket_user(
+        &state,
+        &headers,
+        q.ticket.as_deref(),
+        SocketTarget::Notifications,
+    )
+    .await?;
     if caller.user_id != user_id {
         return Err(AppError::forbidden(
             "these are another user's notifications",
         ));
     }
-    Ok(sized(ws).on_upgrade(move |socket| run(state, socket, caller, Kind::Notifications)))
+    let feeds = Feeds::subscribe(&state, caller, &Kind::Notifications);
+    Ok(sized(ws).on_upgrade(move |socket| run(state, socket, caller, Kind::Notifications, feeds)))
 }
 
 /// Small buffers: thousands of mostly idle sockets per host. Client events are small.
@@ -117,17 +125,38 @@ enum Outcome {
     Close(u16, &'static str),
 }
 
-async fn run(state: AppState, socket: WebSocket, caller: SocketCaller, kind: Kind) {
+/// What a socket listens to, subscribed before the upgrade is answered: an event raised
+/// once the client sees the socket open is never missed.
+struct Feeds {
+    channel: String,
+    events: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+    access: tokio::sync::broadcast::Receiver<std::sync::Arc<str>>,
+}
+
+impl Feeds {
+    fn subscribe(state: &AppState, caller: SocketCaller, kind: &Kind) -> Feeds {
+        let channel = match kind {
+            Kind::Chat { session_id, .. } => format!("chat:{session_id}"),
+            Kind::Notifications => format!("user:{}", caller.user_id),
+        };
+        Feeds {
+            events: state.bus.subscribe(&channel),
+            access: state.bus.subscribe(&access_channel(caller.user_id)),
+            channel,
+        }
+    }
+}
+
+async fn run(state: AppState, socket: WebSocket, caller: SocketCaller, kind: Kind, feeds: Feeds) {
     let _open = state.sockets.enter();
     let user_id = caller.user_id;
-    let mut access = state.bus.subscribe(&access_channel(user_id));
-    let channel = match &kind {
-        Kind::Chat { session_id, .. } => format!("chat:{session_id}"),
-        Kind::Notifications => format!("user:{user_id}"),
-    };
-    // Subscribe first, then replay: an event raised in between is seen twice at worst, and
+    // Subscribed first, then replayed: an event raised in between is seen twice at worst, and
     // sequence numbers drop the second copy.
-    let mut events = state.bus.subscribe(&channel);
+    let Feeds {
+        channel,
+        mut events,
+        mut access,
+    } = feeds;
     let (mut sink, mut stream) = socket.split();
     let (client_tx, mut client_rx) = tokio::sync::mpsc::channel::<Message>(32);
     let reader = tokio::spawn(async move {
