@@ -72,6 +72,11 @@ pub async fn serve(
         state.shutdown.clone(),
     );
     let sockets = state.clone();
+    // Small writes (socket events, streamed tokens, live edits) go out at once: with Nagle's
+    // algorithm one waits for the client's delayed ACK, up to 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     // The peer address keys the per-address rate limits (login, registration).
     axum::serve(
         listener,

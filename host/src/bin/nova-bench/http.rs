@@ -161,3 +161,75 @@ pub fn temp_dir() -> anyhow::Result<std::path::PathBuf> {
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
+
+/// A `nova` host process from the release build (SQLite in a temp dir), for benchmarks that
+/// measure its memory.
+pub struct HostProcess {
+    pub addr: std::net::SocketAddr,
+    child: tokio::process::Child,
+    pid: u32,
+    dir: std::path::PathBuf,
+}
+
+impl HostProcess {
+    /// Starts the host with `env` added, and waits until it is ready.
+    pub async fn start(env: &[(&str, &str)]) -> anyhow::Result<HostProcess> {
+        let dir = temp_dir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let exe = std::env::current_exe()?
+            .parent()
+            .context("no directory")?
+            .join("nova");
+        let child = tokio::process::Command::new(&exe)
+            .env("NOVA_BIND", addr.to_string())
+            .env("NOVA_DATA_DIR", &dir)
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!("starting {} (build it with --release first)", exe.display())
+            })?;
+        let pid = child.id().context("no pid")?;
+        let host = HostProcess {
+            addr,
+            child,
+            pid,
+            dir,
+        };
+        host.conn().await?;
+        Ok(host)
+    }
+
+    /// A connection, once the host answers `/readyz`.
+    pub async fn conn(&self) -> anyhow::Result<Conn> {
+        for _ in 0..200 {
+            if let Ok(mut conn) = Conn::open(self.addr).await
+                && conn.request("GET", "/readyz", None, None).await.is_ok()
+            {
+                return Ok(conn);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the host did not become ready at {}", self.addr)
+    }
+
+    /// The host's resident memory, in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .context("no VmRSS in /proc/<pid>/status")
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -9,9 +9,11 @@
 //! cargo run --release -p nova-host --bin nova-bench -- automations --rules 1000
 //! cargo run --release -p nova-host --bin nova-bench -- webhooks --events 10000 --endpoints 10
 //! cargo run --release -p nova-host --bin nova-bench -- workflows --runs 1000
+//! cargo run --release -p nova-host --bin nova-bench -- collaboration --clients 50
 //! ```
 
 mod automations;
+mod collaboration;
 mod dashboard;
 mod http;
 mod plugins;
@@ -51,6 +53,9 @@ enum Bench {
     Webhooks(webhooks::Args),
     /// The workflow engine's overhead per node, and runs per second with many runs queued.
     Workflows(workflows::Args),
+    /// Live co-editing: update → other clients' latency on one document, and the host's
+    /// memory per open collaboration.
+    Collaboration(collaboration::Args),
 }
 
 #[tokio::main]
@@ -71,5 +76,6 @@ async fn main() -> anyhow::Result<()> {
         Bench::Automations(args) => automations::run(args).await,
         Bench::Webhooks(args) => webhooks::run(args).await,
         Bench::Workflows(args) => workflows::run(args).await,
+        Bench::Collaboration(args) => collaboration::run(args).await,
     }
 }

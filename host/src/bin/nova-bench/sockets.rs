@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::http::{Conn, percentile, temp_dir};
+use crate::http::{HostProcess, percentile};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,25 +34,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     if args.sessions == 0 || args.clients < args.sessions {
         bail!("--clients must be at least --sessions, which must be at least 1");
     }
-    let dir = temp_dir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse()?;
-    let exe = std::env::current_exe()?
-        .parent()
-        .context("no directory")?
-        .join("nova");
-    let mut host = tokio::process::Command::new(&exe)
-        .env("NOVA_BIND", addr.to_string())
-        .env("NOVA_DATA_DIR", &dir)
-        .env("RUST_LOG", "warn")
-        .env("NOVA_CHAT_RATE_LIMIT", "1000000")
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {} (build it with --release first)", exe.display()))?;
-    let pid = host.id().context("no pid")?;
-    let mut conn = wait_ready(addr).await?;
+    let host = HostProcess::start(&[("NOVA_CHAT_RATE_LIMIT", "1000000")]).await?;
+    let (addr, mut conn) = (host.addr, host.conn().await?);
 
     let session = conn
         .request(
@@ -84,7 +67,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .await?;
         session_ids.push(s["id"].as_str().context("no session id")?.to_owned());
     }
-    let rss_before = rss_kib(pid)?;
+    let rss_before = host.rss_kib()?;
 
     let (tx, mut deliveries) = mpsc::unbounded_channel::<Delivery>();
     let connected = Instant::now();
@@ -129,7 +112,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     // Let the host settle before measuring its memory.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = rss_kib(pid)?;
+    let rss_after = host.rss_kib()?;
 
     let mut per_socket = Vec::new();
     let mut fan_out = Vec::new();
@@ -188,30 +171,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for r in readers {
         r.abort();
     }
-    let _ = host.kill().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    host.stop().await;
     Ok(())
-}
-
-async fn wait_ready(addr: std::net::SocketAddr) -> anyhow::Result<Conn> {
-    for _ in 0..200 {
-        if let Ok(mut conn) = Conn::open(addr).await
-            && conn.request("GET", "/readyz", None, None).await.is_ok()
-        {
-            return Ok(conn);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    bail!("the host did not become ready at {addr}")
-}
-
-/// The resident memory of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .context("no VmRSS in /proc/<pid>/status")
 }

@@ -67,7 +67,12 @@ pub async fn collaborate_socket(
     // nothing sent once the client sees the socket open falls between.
     let bus = state.bus.subscribe(&channel(id));
     let access = state.bus.subscribe(&access_channel(caller.user_id));
-    let ws = ws.max_message_size(MAX_FRAME).max_frame_size(MAX_FRAME);
+    // Small buffers (most sockets idle between edits); a frame may still carry a long paste.
+    let ws = ws
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
+        .max_message_size(MAX_FRAME)
+        .max_frame_size(MAX_FRAME);
     Ok(ws.on_upgrade(move |socket| {
         let connection = Connection {
             state,
