@@ -161,6 +161,95 @@ async fn if_match_refuses_lost_updates(app: TestApp) {
 }
 on_both!(if_match_refuses_lost_updates);
 
+/// Knowledge documents and automation rules carry versions too: ETag, If-Match (412) and a
+/// stale `version` in the body (409).
+async fn documents_and_rules_honour_if_match(app: TestApp) {
+    let alice = app.register("alice").await;
+    let r = app
+        .post(
+            "/api/knowledge/documents",
+            &alice.token,
+            json!({"title": "Refunds", "file_type": "txt", "content": "Refunds take five days."}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let document = format!(
+        "/api/knowledge/documents/{}",
+        r.body["id"].as_str().unwrap()
+    );
+    let r = app.get(&document, &alice.token).await;
+    assert_eq!(etag(&r), "\"v1\"");
+    let r = app
+        .call_if_match(
+            Method::PUT,
+            &document,
+            &alice.token,
+            "\"v1\"",
+            json!({"title": "Returns"}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(etag(&r), "\"v2\"");
+    let r = app
+        .call_if_match(
+            Method::PUT,
+            &document,
+            &alice.token,
+            "\"v1\"",
+            json!({"title": "Lost"}),
+        )
+        .await;
+    assert_problem(&r, 412);
+    assert_eq!(r.body["current"]["title"], "Returns");
+    assert_eq!(r.body["current"]["version"], 2);
+    let r = app
+        .put(
+            &document,
+            &alice.token,
+            json!({"title": "Lost", "version": 1}),
+        )
+        .await;
+    assert_problem(&r, 409);
+    // New content is a change too.
+    let r = app
+        .post(
+            &format!("{document}/versions"),
+            &alice.token,
+            json!({"content": "Refunds take three days."}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let r = app.get(&document, &alice.token).await;
+    assert_eq!(etag(&r), "\"v3\"");
+    assert_eq!(r.body["title"], "Returns");
+
+    let rule = json!({"name": "Refunds", "enabled": true,
+        "trigger": {"type": "keyword_detected", "conditions": {"keywords": ["refund"]}},
+        "actions": [{"type": "escalate_to_human", "parameters": {"reason": "Refund"}}]});
+    let r = app
+        .post("/api/automations/rules", &alice.token, rule.clone())
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let path = format!("/api/automations/rules/{}", r.body["id"].as_str().unwrap());
+    let r = app.get(&path, &alice.token).await;
+    assert_eq!(etag(&r), "\"v1\"");
+    let r = app
+        .call_if_match(Method::PUT, &path, &alice.token, "\"v1\"", rule.clone())
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(etag(&r), "\"v2\"");
+    let r = app
+        .call_if_match(Method::PUT, &path, &alice.token, "\"v1\"", rule.clone())
+        .await;
+    assert_problem(&r, 412);
+    assert_eq!(r.body["current"]["version"], 2);
+    let mut stale_rule = rule;
+    stale_rule["version"] = json!(1);
+    let r = app.put(&path, &alice.token, stale_rule).await;
+    assert_problem(&r, 409);
+}
+on_both!(documents_and_rules_honour_if_match);
+
 /// A write based on an older `version` is merged when the fields it changes were left alone
 /// since; when they were not, the 409 lists each conflict.
 async fn stale_writes_merge_or_list_their_conflicts(app: TestApp) {

@@ -20,6 +20,7 @@ use crate::args;
 use crate::auth::AuthUser;
 use crate::db::{Db, Filter, Page, PageQuery, Tx, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::precondition::{IfMatch, Versioned, stale};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -325,27 +326,35 @@ async fn list_rules(
 /// One rule (members of its workspace).
 #[utoipa::path(get, path = "/api/automations/rules/{id}", tag = "automations", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = Rule), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = Rule, headers(("ETag" = String, description = "The rule's version, for If-Match"))),
+        (status = 404, body = crate::error::Problem)))]
 async fn get_rule(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
-) -> AppResult<Json<Rule>> {
-    Ok(Json(load_visible(&state.db, auth.id, id).await?.0.view()))
+) -> AppResult<Versioned<Json<Rule>>> {
+    let rule = load_visible(&state.db, auth.id, id).await?.0;
+    Ok(Versioned(rule.version, Json(rule.view())))
 }
 
-/// Replaces a rule (workspace owners and admins); its version goes up by one.
+/// Replaces a rule (workspace owners and admins); its version goes up by one. A `version` in
+/// the body other than the current one answers 409; an `If-Match` naming another version,
+/// 412 with the current rule.
 #[utoipa::path(put, path = "/api/automations/rules/{id}", tag = "automations", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = RuleBody,
-    responses((status = 200, body = Rule), (status = 403, body = crate::error::Problem),
+    params(("id" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag this write is based on")),
+    request_body = RuleBody,
+    responses((status = 200, body = Rule, headers(("ETag" = String))),
+        (status = 403, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+        (status = 412, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn replace_rule(
     State(state): State<AppState>,
     auth: AuthUser,
+    if_match: IfMatch,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<RuleBody>,
-) -> AppResult<Json<Rule>> {
+) -> AppResult<Versioned<Json<Rule>>> {
     let current = load_writable(&state.db, auth.id, id).await?;
     if body
         .workspace_id
@@ -357,6 +366,8 @@ async fn replace_rule(
         ));
     }
     let rule = check(&state.db, current.workspace_id, &body).await?;
+    // Preconditions are weighed once the request is known to be valid (RFC 9110 13.2.1).
+    if_match.check("rule", current.version, || current.clone().view())?;
     let base = body.version.unwrap_or(current.version);
     let mut tx = state.db.begin().await?;
     let written = tx
@@ -382,9 +393,14 @@ async fn replace_rule(
         )
         .await?;
     if written == 0 {
-        return Err(AppError::Conflict(format!(
-            "the rule changed since version {base}; read it again"
-        )));
+        let now = load(&state.db, id).await?;
+        return Err(stale(
+            if_match.lost_race(),
+            format!("the rule changed since version {base}; read it again"),
+            now.version,
+            now.view(),
+            None,
+        ));
     }
     index_keywords(&mut tx, id, current.workspace_id, &rule.trigger).await?;
     crate::team::audit(
@@ -398,7 +414,8 @@ async fn replace_rule(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(load(&state.db, id).await?.view()))
+    let saved = load(&state.db, id).await?;
+    Ok(Versioned(saved.version, Json(saved.view())))
 }
 
 /// Deletes a rule and its runs (workspace owners and admins).

@@ -15,6 +15,7 @@ use crate::auth::AuthUser;
 use crate::db::{Arg, Page, PageQuery, Tx, new_id, now};
 use crate::db::{Filter, placeholders};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
+use crate::precondition::{IfMatch, Versioned, stale};
 use crate::projects::crud::normalize_tags;
 use crate::state::AppState;
 
@@ -372,13 +373,15 @@ async fn list_documents(
 /// One document with its current content.
 #[utoipa::path(get, path = "/api/knowledge/documents/{id}", tag = "knowledge", security(("bearer" = [])),
     params(("id" = Uuid, Path)),
-    responses((status = 200, body = DocumentDetail), (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = DocumentDetail, headers(("ETag" = String, description = "The document's version, for If-Match"))),
+        (status = 404, body = crate::error::Problem)))]
 async fn get_document(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
-) -> AppResult<Json<DocumentDetail>> {
-    Ok(Json(detail(&state, auth.id, id).await?))
+) -> AppResult<Versioned<Json<DocumentDetail>>> {
+    let detail = detail(&state, auth.id, id).await?;
+    Ok(Versioned(detail.document.version, Json(detail)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -388,19 +391,28 @@ pub struct DocumentUpdate {
     pub category: Option<String>,
     pub tags: Option<Vec<String>>,
     pub project_ids: Option<Vec<Uuid>>,
+    /// The `version` this change was based on (409 when the document changed since).
+    pub version: Option<i64>,
 }
 
 /// Changes a document's title, category, tags or agents (new content is a new version).
+/// A `version` in the body other than the current one answers 409; an `If-Match` naming
+/// another version, 412 with the current document.
 #[utoipa::path(put, path = "/api/knowledge/documents/{id}", tag = "knowledge", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = DocumentUpdate,
-    responses((status = 200, body = DocumentDetail), (status = 403, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
+    params(("id" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "The ETag this write is based on")),
+    request_body = DocumentUpdate,
+    responses((status = 200, body = DocumentDetail, headers(("ETag" = String))),
+        (status = 403, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
+        (status = 412, body = crate::error::Problem), (status = 422, body = crate::error::Problem)))]
 async fn update_document(
     State(state): State<AppState>,
     auth: AuthUser,
+    if_match: IfMatch,
     AppPath(id): AppPath<Uuid>,
     AppJson(req): AppJson<DocumentUpdate>,
-) -> AppResult<Json<DocumentDetail>> {
+) -> AppResult<Versioned<Json<DocumentDetail>>> {
     let mut tx = state.db.begin().await?;
     let doc = load(&mut tx, auth.id, id).await?;
     doc.require_editor(auth.id)?;
@@ -420,11 +432,36 @@ async fn update_document(
         Some(t) => normalize_tags(t)?,
         None => doc.tags.0.clone(),
     };
-    tx.execute(
-        "UPDATE documents SET title = $2, category = $3, tags = $4, updated_at = $5 WHERE id = $1",
-        args![id, title.clone(), category, serde_json::json!(tags), now()],
-    )
-    .await?;
+    // Preconditions are weighed once the request is known to be valid (RFC 9110 13.2.1).
+    if !if_match.holds(doc.version) {
+        drop(tx);
+        let detail = format!(
+            "the document is at version {}, which `If-Match` does not name",
+            doc.version
+        );
+        return Err(refused(&state, auth.id, id, StatusCode::PRECONDITION_FAILED, detail).await);
+    }
+    let base = req.version.unwrap_or(doc.version);
+    let written = tx
+        .execute(
+            "UPDATE documents SET title = $2, category = $3, tags = $4, updated_at = $5,
+                version = version + 1
+             WHERE id = $1 AND version = $6",
+            args![
+                id,
+                title.clone(),
+                category,
+                serde_json::json!(tags),
+                now(),
+                base
+            ],
+        )
+        .await?;
+    if written == 0 {
+        drop(tx);
+        let detail = format!("the document changed since version {base}; read it again");
+        return Err(refused(&state, auth.id, id, if_match.lost_race(), detail).await);
+    }
     if let Some(projects) = &req.project_ids {
         attach(&mut tx, id, doc.workspace_id, projects).await?;
     }
@@ -437,7 +474,22 @@ async fn update_document(
     )
     .await?;
     state.events.commit(tx).await?;
-    Ok(Json(detail(&state, auth.id, id).await?))
+    let saved = detail(&state, auth.id, id).await?;
+    Ok(Versioned(saved.document.version, Json(saved)))
+}
+
+/// A write over another version than the document's, refused with the document as it is now.
+async fn refused(
+    state: &AppState,
+    caller: Uuid,
+    id: Uuid,
+    status: StatusCode,
+    detail: String,
+) -> AppError {
+    match self::detail(state, caller, id).await {
+        Ok(now) => stale(status, detail, now.document.version, now, None),
+        Err(e) => e,
+    }
 }
 
 /// Deletes a document, its versions and its index entries.

@@ -77,8 +77,11 @@ pub struct Document {
     pub category: String,
     #[schema(value_type = Vec<String>)]
     pub tags: SqlJson<Vec<String>>,
-    /// The version the search index and agents use.
+    /// The content version the search index and agents use.
     pub current_version: i64,
+    /// Increases with every change (title, category, tags, agents or content): the `ETag`,
+    /// and what `PUT` takes as `version` or `If-Match` to refuse lost updates.
+    pub version: i64,
     /// SHA-256 of the current version's content.
     pub sha256: String,
     pub size_bytes: i64,
@@ -91,7 +94,7 @@ pub struct Document {
 }
 
 pub const DOCUMENT_COLUMNS: &str = "d.id, d.workspace_id, d.title, d.file_type, d.category,
-    d.tags, d.current_version, d.sha256, d.size_bytes, d.created_by, d.created_at, d.updated_at,
+    d.tags, d.current_version, d.version, d.sha256, d.size_bytes, d.created_by, d.created_at, d.updated_at,
     m.role";
 
 /// A document the caller may read (a member of its workspace); 404 otherwise.

@@ -88,7 +88,9 @@ async fn add_version(
     )
     .await?;
     tx.execute(
-        "UPDATE documents SET current_version = $2, sha256 = $3, size_bytes = $4, updated_at = $5 WHERE id = $1",
+        "UPDATE documents SET current_version = $2, sha256 = $3, size_bytes = $4, updated_at = $5,
+            version = version + 1
+         WHERE id = $1",
         args![id, version, &digest, req.content.len() as i64, at],
     )
     .await
