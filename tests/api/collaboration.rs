@@ -672,6 +672,19 @@ async fn yjs_clients_on_two_hosts_converge(backend: crate::helpers::Backend) {
                 (r.body["system_prompt"] == both).then_some(())
             })
             .await;
+
+            // Removing the viewer's share closes her socket on the other host.
+            let r = a
+                .delete(
+                    &format!("/api/projects/{id}/shares/{}", carol.id),
+                    &alice.token,
+                )
+                .await;
+            assert_eq!(r.status, 204, "{:?}", r.body);
+            assert_eq!(
+                crate::realtime::close_code(&mut carol_doc.socket).await,
+                Some(4403)
+            );
             b.finish().await;
         },
     )

@@ -408,7 +408,7 @@ async fn events_cross_replicas_through_redis() {
 }
 
 /// The close code a socket receives within 10 s (events before it skipped).
-async fn close_code(socket: &mut Socket) -> Option<u16> {
+pub(crate) async fn close_code(socket: &mut Socket) -> Option<u16> {
     use futures_util::StreamExt;
     tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(msg)) = socket.next().await {
