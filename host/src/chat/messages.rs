@@ -67,10 +67,8 @@ async fn list_messages(
         cursor: q.cursor,
     };
     let limit = page.limit()?;
-    let after = match page.cursor("seq")? {
-        Some(c) => c.value.and_then(|v| v.parse::<i64>().ok()).ok_or_else(|| {
-            AppError::BadRequest("`cursor` is not a cursor this API issued".into())
-        })?,
+    let after = match page.integer_cursor("seq")? {
+        Some(seq) => seq,
         None => q.since.unwrap_or(0).max(0),
     };
     let rows = messages_after(&state.db, session.id, after, i64::MAX, limit + 1).await?;

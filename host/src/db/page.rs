@@ -85,6 +85,18 @@ impl PageQuery {
         }
         Ok(Some(cursor))
     }
+
+    /// The integer sort value (a sequence number, a version, a position) a cursor made for
+    /// `sort` carries.
+    pub fn integer_cursor(&self, sort: &str) -> Result<Option<i64>, AppError> {
+        self.cursor(sort)?
+            .map(|c| {
+                c.value.and_then(|v| v.parse().ok()).ok_or_else(|| {
+                    AppError::BadRequest("`cursor` is not a cursor this API issued".into())
+                })
+            })
+            .transpose()
+    }
 }
 
 /// One page of a list: the items and, when more follow, the cursor of the next page.

@@ -135,12 +135,7 @@ async fn list_versions(
 ) -> AppResult<Json<Page<Version>>> {
     load(&state.db, auth.id, id).await?;
     let limit = page.limit()?;
-    let before = match page.cursor("version")? {
-        Some(c) => c.value.and_then(|v| v.parse::<i64>().ok()).ok_or_else(|| {
-            AppError::BadRequest("`cursor` is not a cursor this API issued".into())
-        })?,
-        None => i64::MAX,
-    };
+    let before = page.integer_cursor("version")?.unwrap_or(i64::MAX);
     let rows: Vec<Version> = state
         .db
         .fetch_all(

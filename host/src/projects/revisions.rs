@@ -228,12 +228,7 @@ async fn list_revisions(
         cursor: q.cursor,
     };
     let limit = page.limit()?;
-    let before = match page.cursor("number")? {
-        Some(c) => c.value.and_then(|v| v.parse::<i64>().ok()).ok_or_else(|| {
-            AppError::BadRequest("`cursor` is not a cursor this API issued".into())
-        })?,
-        None => i64::MAX,
-    };
+    let before = page.integer_cursor("number")?.unwrap_or(i64::MAX);
     let rows: Vec<Revision> = state
         .db
         .fetch_all(

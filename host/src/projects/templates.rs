@@ -76,10 +76,7 @@ async fn list_templates(
         filter += &format!(" AND category = ${}", binds.len());
     }
     // Templates are few and ordered by a curated position, which the cursor carries.
-    if let Some(c) = page.cursor("position")? {
-        let position: i64 = c.value.and_then(|v| v.parse().ok()).ok_or_else(|| {
-            AppError::BadRequest("`cursor` is not a cursor this API issued".into())
-        })?;
+    if let Some(position) = page.integer_cursor("position")? {
         binds.push(position.into());
         filter += &format!(" AND position > ${}", binds.len());
     }

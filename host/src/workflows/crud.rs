@@ -535,14 +535,7 @@ pub async fn list_versions(
     let limit = page.limit()?;
     let mut binds = args![id];
     let mut after = String::new();
-    if let Some(cursor) = page.cursor("version")? {
-        let before: i64 = cursor
-            .value
-            .as_deref()
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| {
-                AppError::BadRequest("`cursor` is not a cursor this API issued".into())
-            })?;
+    if let Some(before) = page.integer_cursor("version")? {
         binds.push(before.into());
         after = " AND version < $2".into();
     }
