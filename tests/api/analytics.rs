@@ -33,13 +33,7 @@ async fn fixture(app: &TestApp, alice: &User) -> (String, String) {
         a["id"].as_str().unwrap().to_owned(),
         b["id"].as_str().unwrap().to_owned(),
     );
-    let provider = format!("/api/projects/{b}/provider");
-    app.put(
-        &provider,
-        &alice.token,
-        json!({"base_url": mock_ai(), "model": "echo", "stream": false}),
-    )
-    .await;
+    app.answer_with_echo(alice, &b).await;
     let s1 = app
         .post("/api/chat/sessions", &alice.token, json!({"agent_id": a}))
         .await
@@ -75,7 +69,7 @@ async fn fixture(app: &TestApp, alice: &User) -> (String, String) {
         );
     }
     app.put(
-        &provider,
+        &format!("/api/projects/{b}/provider"),
         &alice.token,
         json!({"base_url": mock_ai(), "model": "fail"}),
     )
@@ -441,12 +435,7 @@ async fn ab_test_variants(app: TestApp) {
         )
         .await;
     let id = agent["id"].as_str().unwrap().to_owned();
-    app.put(
-        &format!("/api/projects/{id}/provider"),
-        &alice.token,
-        json!({"base_url": mock_ai(), "model": "echo", "stream": false}),
-    )
-    .await;
+    app.answer_with_echo(&alice, &id).await;
     let path = format!("/api/projects/{id}/variants");
     for bad in [
         json!({"variants": [{"name": "a", "weight": 100}]}),

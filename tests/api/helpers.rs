@@ -418,6 +418,18 @@ impl TestApp {
         p["id"].as_str().expect("project id").to_owned()
     }
 
+    /// Points `project_id`'s provider at the mock model `echo` (it answers "You said: …").
+    pub async fn answer_with_echo(&self, owner: &User, project_id: &str) {
+        let r = self
+            .put(
+                &format!("/api/projects/{project_id}/provider"),
+                &owner.token,
+                json!({"base_url": mock_ai(), "model": "echo", "stream": false}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "set the echo provider: {:?}", r.body);
+    }
+
     /// Starts a chat session of `user` with `agent_id` and returns its id.
     pub async fn create_session(&self, user: &User, agent_id: &str) -> String {
         let r = self

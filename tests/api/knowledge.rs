@@ -650,12 +650,7 @@ async fn agents_answer_from_knowledge(app: TestApp) {
     assert_eq!(gap["suggested_documents"].as_array().unwrap().len(), 1);
 
     // With a model, the passages go into the prompt and the reply cites them.
-    app.put(
-        &format!("/api/projects/{agent_id}/provider"),
-        &alice.token,
-        json!({"base_url": crate::helpers::mock_ai(), "model": "echo", "stream": false}),
-    )
-    .await;
+    app.answer_with_echo(&alice, &agent_id).await;
     let modelled = ask("How many days do I have to return an item for a refund?").await;
     assert_eq!(modelled["reply"]["status"], "ok");
     assert_eq!(

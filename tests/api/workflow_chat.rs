@@ -24,14 +24,7 @@ async fn a_workflow_answers_its_agents_chat(app: TestApp) {
     let front = app.agent(&alice, json!({})).await;
     let billing = app.agent(&alice, json!({})).await;
     let support = app.agent(&alice, json!({})).await;
-    let r = app
-        .put(
-            &format!("/api/projects/{support}/provider"),
-            &alice.token,
-            json!({"base_url": crate::helpers::mock_ai(), "model": "echo", "stream": false}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    app.answer_with_echo(&alice, &support).await;
     let trigger = |reply: Value| {
         json!({"kind": "event", "event_type": "chat.message.created", "project_id": front,
                "reply": reply})

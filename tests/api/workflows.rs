@@ -527,14 +527,7 @@ async fn triage_with_knowledge_and_model(app: TestApp) {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let support = app.agent(&alice, json!({})).await;
-    let r = app
-        .put(
-            &format!("/api/projects/{support}/provider"),
-            &alice.token,
-            json!({"base_url": crate::helpers::mock_ai(), "model": "echo", "stream": false}),
-        )
-        .await;
-    assert_eq!(r.status, 200, "{:?}", r.body);
+    app.answer_with_echo(&alice, &support).await;
     let definition = json!({"nodes": [
         {"id": "start", "type": "trigger", "config": {"kind": "manual"}},
         {"id": "triage", "type": "classify", "config": {"by": "keywords", "input": "{{ input.message }}",

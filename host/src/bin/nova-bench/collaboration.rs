@@ -37,15 +37,7 @@ type Socket =
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let host = HostProcess::start(&[]).await?;
     let mut conn = host.conn().await?;
-    let session = conn
-        .request(
-            "POST",
-            "/api/auth/register",
-            None,
-            Some(json!({"email": "bench@example.com", "password": "benchmark password"})),
-        )
-        .await?;
-    let token = session["token"].as_str().context("no token")?.to_owned();
+    let token = HostProcess::register(&mut conn).await?;
 
     // 1. Many clients on one document.
     let project = agent(&mut conn, &token, "Shared").await?;

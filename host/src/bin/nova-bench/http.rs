@@ -217,6 +217,19 @@ impl HostProcess {
         bail!("the host did not become ready at {}", self.addr)
     }
 
+    /// Registers the benchmark's user: its token.
+    pub async fn register(conn: &mut Conn) -> anyhow::Result<String> {
+        let session = conn
+            .request(
+                "POST",
+                "/api/auth/register",
+                None,
+                Some(serde_json::json!({"email": "bench@example.com", "password": "benchmark password"})),
+            )
+            .await?;
+        Ok(session["token"].as_str().context("no token")?.to_owned())
+    }
+
     /// The host's resident memory, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))?;

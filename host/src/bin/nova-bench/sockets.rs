@@ -37,15 +37,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let host = HostProcess::start(&[("NOVA_CHAT_RATE_LIMIT", "1000000")]).await?;
     let (addr, mut conn) = (host.addr, host.conn().await?);
 
-    let session = conn
-        .request(
-            "POST",
-            "/api/auth/register",
-            None,
-            Some(json!({"email": "bench@example.com", "password": "benchmark password"})),
-        )
-        .await?;
-    let token = session["token"].as_str().context("no token")?.to_owned();
+    let token = HostProcess::register(&mut conn).await?;
     let agent = conn
         .request(
             "POST",
