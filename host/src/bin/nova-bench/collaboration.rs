@@ -16,7 +16,7 @@ use yrs::updates::decoder::DecoderV1;
 use yrs::updates::encoder::Encode;
 use yrs::{ReadTxn, Text, Transact, WriteTxn};
 
-use crate::http::{Conn, HostProcess, percentile};
+use crate::http::{Conn, HostProcess, percentile, register};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +37,7 @@ type Socket =
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let host = HostProcess::start(&[]).await?;
     let mut conn = host.conn().await?;
-    let token = HostProcess::register(&mut conn).await?;
+    let token = register(&mut conn).await?;
 
     // 1. Many clients on one document.
     let project = agent(&mut conn, &token, "Shared").await?;

@@ -127,15 +127,7 @@ impl InProcessHost {
             std::future::pending(),
         ));
         let mut conn = Conn::open(addr).await?;
-        let session = conn
-            .request(
-                "POST",
-                "/api/auth/register",
-                None,
-                Some(serde_json::json!({"email": "bench@example.com", "password": "benchmark password"})),
-            )
-            .await?;
-        let token = session["token"].as_str().context("no token")?.to_owned();
+        let token = register(&mut conn).await?;
         Ok(InProcessHost {
             dir,
             state,
@@ -153,6 +145,21 @@ pub fn percentile(sorted: &[Duration], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     sorted[i].as_secs_f64() * 1000.0
+}
+
+/// Registers the benchmark's user: its token.
+pub async fn register(conn: &mut Conn) -> anyhow::Result<String> {
+    let session = conn
+        .request(
+            "POST",
+            "/api/auth/register",
+            None,
+            Some(
+                serde_json::json!({"email": "bench@example.com", "password": "benchmark password"}),
+            ),
+        )
+        .await?;
+    Ok(session["token"].as_str().context("no token")?.to_owned())
 }
 
 /// A fresh directory under the system temp dir.
@@ -215,19 +222,6 @@ impl HostProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         bail!("the host did not become ready at {}", self.addr)
-    }
-
-    /// Registers the benchmark's user: its token.
-    pub async fn register(conn: &mut Conn) -> anyhow::Result<String> {
-        let session = conn
-            .request(
-                "POST",
-                "/api/auth/register",
-                None,
-                Some(serde_json::json!({"email": "bench@example.com", "password": "benchmark password"})),
-            )
-            .await?;
-        Ok(session["token"].as_str().context("no token")?.to_owned())
     }
 
     /// The host's resident memory, in KiB.

@@ -12,7 +12,7 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::http::{HostProcess, percentile};
+use crate::http::{HostProcess, percentile, register};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -37,7 +37,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let host = HostProcess::start(&[("NOVA_CHAT_RATE_LIMIT", "1000000")]).await?;
     let (addr, mut conn) = (host.addr, host.conn().await?);
 
-    let token = HostProcess::register(&mut conn).await?;
+    let token = register(&mut conn).await?;
     let agent = conn
         .request(
             "POST",
