@@ -416,6 +416,22 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "id");
+    // A component that imports capabilities its manifest does not declare.
+    let quiet = HOSTILE_MANIFEST
+        .replace(
+            "capabilities = [\"log\", \"http\", \"kv\"]",
+            "capabilities = [\"log\"]",
+        )
+        .replace("http_hosts = [\"api.example.com\"]\n", "");
+    assert_ne!(quiet, HOSTILE_MANIFEST, "the test manifest changed");
+    let (status, body) = upload(&app, &admin.token, &quiet, HOSTILE_WASM, None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["field"], "capabilities");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("`http`") && message.contains("`kv`") && !message.contains("`log`"),
+        "{body}"
+    );
     let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["builtin"], false);
@@ -1063,12 +1079,7 @@ on_both!(extism_plugins_run_beside_components);
 
 async fn an_upload_asking_for_more_capabilities_waits_for_approval(app: TestApp) {
     let admin = app.register("admin").await;
-    let narrow = HOSTILE_MANIFEST.replace(
-        r#"capabilities = ["log", "http", "kv"]"#,
-        r#"capabilities = ["log", "http"]"#,
-    );
-    assert_ne!(narrow, HOSTILE_MANIFEST, "the test manifest changed");
-    let (status, body) = upload(&app, &admin.token, &narrow, HOSTILE_WASM, None).await;
+    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
     assert_eq!(status, 201, "{body}");
     let r = app
         .post("/api/integrations/hostile/install", &admin.token, json!({}))
@@ -1087,11 +1098,7 @@ async fn an_upload_asking_for_more_capabilities_waits_for_approval(app: TestApp)
             .body
         }
     };
-    let refused = call("kv").await;
-    assert!(
-        refused["error"].as_str().unwrap().contains("not granted"),
-        "{refused}"
-    );
+    assert_eq!(call("kv").await["status"], "ok");
     // A test call's body is checked like any other: a misspelt field is refused by name.
     let typo = app
         .post(
@@ -1101,8 +1108,14 @@ async fn an_upload_asking_for_more_capabilities_waits_for_approval(app: TestApp)
         )
         .await;
     assert_problem(&typo, 422);
-    // The same bytes again, now asking for `kv`: the digest is unchanged, the grant is not.
-    let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
+    // The same bytes again, now asking for `events` too: the digest is unchanged, the grant
+    // is not.
+    let wider = HOSTILE_MANIFEST.replace(
+        r#"capabilities = ["log", "http", "kv"]"#,
+        r#"capabilities = ["log", "http", "kv", "events"]"#,
+    );
+    assert_ne!(wider, HOSTILE_MANIFEST, "the test manifest changed");
+    let (status, body) = upload(&app, &admin.token, &wider, HOSTILE_WASM, None).await;
     assert_eq!(status, 201, "{body}");
     // The answer shows the plugin as it stands in the uploader's own workspace.
     assert_eq!(body["installation_state"], "enabled", "{body}");

@@ -152,6 +152,7 @@ async fn upload_plugin(
         .plugins
         .prepare(&digest, manifest.kind, manifest.format, &wasm)
         .map_err(|e| AppError::invalid("wasm", e.to_string()))?;
+    refuse_undeclared_imports(&state, &manifest, &digest)?;
     super::store_package(&state.db, &manifest, &digest, &wasm, Some(auth.id)).await?;
     if let Some((_, old, _)) = &previous
         && *old != digest
@@ -273,5 +274,27 @@ async fn list_invocations(
             .db
             .page_newest_first(&select, "id", binds, &page, |i: &Invocation| i.id)
             .await?,
+    ))
+}
+
+/// A component importing a host capability its manifest does not ask for is refused: the
+/// admin approves what the manifest declares, and a call to anything else would only fail.
+fn refuse_undeclared_imports(state: &AppState, manifest: &Manifest, digest: &str) -> AppResult<()> {
+    let undeclared: Vec<String> = state
+        .plugins
+        .imported_capabilities(digest)
+        .into_iter()
+        .filter(|c| !manifest.capabilities.iter().any(|d| d.as_str() == c))
+        .map(|c| format!("`{c}`"))
+        .collect();
+    if undeclared.is_empty() {
+        return Ok(());
+    }
+    Err(AppError::invalid(
+        "capabilities",
+        format!(
+            "the component imports {}, which the manifest's capabilities do not declare",
+            undeclared.join(", ")
+        ),
     ))
 }

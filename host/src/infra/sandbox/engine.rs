@@ -164,6 +164,29 @@ impl Runtime {
             .remove(digest);
     }
 
+    /// The host capabilities (`log`, `kv`, `config`, `http`, `events`) a prepared component
+    /// imports; none for an Extism plugin (its host functions are granted by name).
+    pub fn imported_capabilities(&self, digest: &str) -> Vec<String> {
+        let Some(prepared) = self.lookup(digest) else {
+            return Vec::new();
+        };
+        let component = match &prepared {
+            Prepared::Integration(pre) => pre.instance_pre().component(),
+            Prepared::AutomationAction(pre) => pre.instance_pre().component(),
+            Prepared::WebhookHandler(pre) => pre.instance_pre().component(),
+            Prepared::AutoTagger(pre) => pre.instance_pre().component(),
+            Prepared::AnalyticsExporter(pre) => pre.instance_pre().component(),
+        };
+        let mut found: Vec<String> = component
+            .component_type()
+            .imports(&self.engine)
+            .filter_map(|(name, _)| capability_of_import(name))
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    }
+
     pub fn is_loaded(&self, digest: &str) -> bool {
         self.lookup(digest).is_some() || self.extism.is_loaded(digest)
     }
@@ -285,4 +308,11 @@ impl Runtime {
             _ => return Err(mismatch()),
         })
     }
+}
+
+/// The capability an import names (`nova:plugin/http@0.1.0` → `http`), if it is one.
+fn capability_of_import(name: &str) -> Option<String> {
+    let interface = name.strip_prefix("nova:plugin/")?;
+    let interface = interface.split('@').next().unwrap_or(interface);
+    super::manifest::Capability::parse(interface).map(|c| c.as_str().to_owned())
 }

@@ -52,6 +52,18 @@ pub enum Capability {
 }
 
 impl Capability {
+    pub const ALL: [Capability; 5] = [
+        Capability::Log,
+        Capability::Kv,
+        Capability::Config,
+        Capability::Http,
+        Capability::Events,
+    ];
+
+    pub fn parse(name: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Capability::Log => "log",
