@@ -511,6 +511,13 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
         assert_eq!(r["status"], "error", "{input}: {r}");
         let error = r["error"].as_str().unwrap();
         assert!(error.contains(expected), "{input}: {error}");
+        // What it logged before it failed is kept for its author.
+        let command = input.split_whitespace().next().unwrap_or_default();
+        assert_eq!(
+            r["logs"],
+            json!([format!("info: asked to {command}")]),
+            "{r}"
+        );
         // The host keeps serving, and the plugin still works on the next call.
         assert_eq!(app.get("/healthz", &admin.token).await.status, 200);
         assert_eq!(test("again").await["status"], "ok");
@@ -526,11 +533,29 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
         "{refusal}"
     );
     assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 3");
+    // A call's log is bounded: 100 lines, then a count of what was left out.
+    let flood = test("log-flood").await;
+    let lines = flood["logs"].as_array().cloned().unwrap_or_default();
+    assert_eq!(lines.len(), 101, "{flood}");
+    assert_eq!(lines[1], "debug: line 0");
+    assert_eq!(lines[100], "… 401 more lines were not kept");
 
     let log = app
         .get("/api/plugins/hostile/invocations?limit=50", &admin.token)
         .await;
     assert_eq!(log.status, 200, "{:?}", log.body);
+    // The invocation log keeps each call's log lines and output.
+    let last = &log.body["items"][1];
+    assert_eq!(last["logs"], json!(["info: asked to kv"]), "{last}");
+    assert_eq!(last["output"]["tags"][0]["name"], "count 3", "{last}");
+    let trapped = log.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["error"].as_str().is_some_and(|e| e.contains("trapped")))
+        .expect("the trap is in the log");
+    assert_eq!(trapped["logs"], json!(["info: asked to trap"]));
+    assert!(trapped["output"].is_null());
     let errors = log.body["items"]
         .as_array()
         .unwrap()

@@ -20,7 +20,9 @@ use sqlx::types::Json as SqlJson;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
-pub use crate::infra::sandbox::{Call, Capability, Kind, Manifest, Outcome, Output, PluginError};
+pub use crate::infra::sandbox::{
+    Call, Called, Capability, Kind, Manifest, Outcome, Output, PluginError,
+};
 pub use events::notification_audience;
 pub use subscriptions::IntegrationSubscriptions;
 pub use testing::output_json;
@@ -363,10 +365,23 @@ pub async fn invoke_for(
     operation: &str,
     call: Call,
 ) -> AppResult<Result<Outcome, PluginError>> {
+    Ok(invoke_logged(state, cause, installed, operation, call)
+        .await?
+        .result)
+}
+
+/// [`invoke_for`], keeping what the plugin logged (for a test call's report).
+pub async fn invoke_logged(
+    state: &AppState,
+    cause: &Cause,
+    installed: &Installed,
+    operation: &str,
+    call: Call,
+) -> AppResult<Called> {
     let started = Instant::now();
-    let mut result = match prepare(state, installed).await? {
+    let Called { mut result, logs } = match prepare(state, installed).await? {
         Ok(grants) => state.plugins.call(&installed.sha256, grants, call).await,
-        Err(refused) => Err(refused),
+        Err(refused) => Called::without_logs(Err(refused)),
     };
     if let Ok(outcome) = &result
         && let Err(refused) = events::apply(
@@ -391,11 +406,16 @@ pub async fn invoke_for(
             "plugin call failed: {e}"
         );
     }
+    let output = result
+        .as_ref()
+        .ok()
+        .map(|outcome| bounded_output(output_json(&outcome.output)));
     state
         .db
         .execute(
-            "INSERT INTO plugin_invocations (id, plugin_id, workspace_id, operation, status, duration_us, error, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO plugin_invocations (id, plugin_id, workspace_id, operation, status,
+                duration_us, error, created_at, logs, output)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             args![
                 new_id(),
                 installed.plugin_id.clone(),
@@ -404,7 +424,9 @@ pub async fn invoke_for(
                 status,
                 started.elapsed().as_micros() as i64,
                 error,
-                now()
+                now(),
+                serde_json::json!(logs),
+                output
             ],
         )
         .await?;
@@ -414,7 +436,20 @@ pub async fn invoke_for(
             "could not trim the invocation log: {e}"
         );
     }
-    Ok(result)
+    Ok(Called { result, logs })
+}
+
+/// The most of a call's output its invocation record keeps.
+const MAX_KEPT_OUTPUT: usize = 16 * 1024;
+
+/// An output as its invocation record keeps it: whole up to 16 KiB, else its size.
+fn bounded_output(output: serde_json::Value) -> serde_json::Value {
+    let size = output.to_string().len();
+    if size <= MAX_KEPT_OUTPUT {
+        output
+    } else {
+        serde_json::json!({"truncated": true, "size_bytes": size})
+    }
 }
 
 /// Keeps the latest `NOVA_PLUGIN_LOG_KEEP` invocations of an installation (a plugin in one

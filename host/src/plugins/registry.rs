@@ -229,6 +229,12 @@ pub struct Invocation {
     pub duration_us: i64,
     pub error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The lines the plugin logged (a component's; at most 100 lines or 16 KiB).
+    #[schema(value_type = Option<Vec<String>>)]
+    pub logs: Option<SqlJson<Vec<String>>>,
+    /// What it returned, as JSON (up to 16 KiB; else `{truncated, size_bytes}`).
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<SqlJson<serde_json::Value>>,
 }
 
 /// A plugin's recent calls, newest first: status, duration and error. The log keeps a plugin's
@@ -252,7 +258,8 @@ async fn list_invocations(
     }
     let mut binds: Vec<Arg> = args![id];
     let mut select =
-        "SELECT id, plugin_id, workspace_id, operation, status, duration_us, error, created_at
+        "SELECT id, plugin_id, workspace_id, operation, status, duration_us, error, created_at,
+            logs, output
          FROM plugin_invocations WHERE plugin_id = $1"
             .to_owned();
     match q.workspace_id {

@@ -11,9 +11,10 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Call, Kind, Output, installed, invoke};
+use super::{Call, Called, Kind, Output, installed, invoke_logged};
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult};
+use crate::infra::eventlog::Cause;
 use crate::infra::sandbox::{Event, HttpRequest, Notification, Report};
 use crate::state::AppState;
 
@@ -52,6 +53,9 @@ pub struct TestResult {
     #[schema(value_type = Vec<Object>)]
     pub events: Vec<Value>,
     pub error: Option<String>,
+    /// The lines the plugin logged, whether the call succeeded or not (a component's; at most
+    /// 100 lines or 16 KiB).
+    pub logs: Vec<String>,
 }
 
 fn sample_call(kind: Kind, req: TestRequest) -> Call {
@@ -139,7 +143,8 @@ async fn test_plugin(
         body.map(|b| b.0).unwrap_or_default(),
     );
     let started = std::time::Instant::now();
-    let result = invoke(&state, &installed, "test", call).await?;
+    let cause = Cause::plugin(&installed.plugin_id);
+    let Called { result, logs } = invoke_logged(&state, &cause, &installed, "test", call).await?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Json(match result {
         Ok(outcome) => TestResult {
@@ -152,6 +157,7 @@ async fn test_plugin(
                 .map(|e| json!({"kind": e.kind, "payload": serde_json::from_str::<Value>(&e.payload).unwrap_or(Value::Null)}))
                 .collect(),
             error: None,
+            logs,
         },
         Err(e) => TestResult {
             status: "error".into(),
@@ -159,6 +165,7 @@ async fn test_plugin(
             output: Value::Null,
             events: Vec::new(),
             error: Some(e.to_string()),
+            logs,
         },
     }))
 }

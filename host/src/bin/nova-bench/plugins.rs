@@ -66,6 +66,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .plugins
             .call(&digest, grants.clone(), event())
             .await
+            .result
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         if i >= 200 {
             latencies.push(t.elapsed());

@@ -14,7 +14,9 @@ use wasmtime_wasi::WasiCtx;
 
 use super::extism::ExtismPlugins;
 use super::store::PluginState;
-use super::{Call, Grants, Kind, Limits, Outcome, Output, PackageFormat, PluginError, bindings};
+use super::{
+    Call, Called, Grants, Kind, Limits, Outcome, Output, PackageFormat, PluginError, bindings,
+};
 use crate::db::Db;
 use crate::infra::outbound::Outbound;
 
@@ -199,21 +201,20 @@ impl Runtime {
             .cloned()
     }
 
-    /// Runs one call on a fresh instance (waiting for a free slot of the pool first).
-    pub async fn call(
-        &self,
-        digest: &str,
-        grants: Grants,
-        call: Call,
-    ) -> Result<Outcome, PluginError> {
+    /// Runs one call on a fresh instance (waiting for a free slot of the pool first): how it
+    /// went, and the lines the plugin logged (whether it succeeded or not).
+    pub async fn call(&self, digest: &str, grants: Grants, call: Call) -> Called {
         // Extism plugins take a slot too: one limit on plugin instances alive at once.
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .map_err(|e| PluginError::Trap(format!("the plugin pool is closed: {e}")))?;
+        let _slot = match self.slots.acquire().await {
+            Ok(slot) => slot,
+            Err(e) => {
+                let closed = PluginError::Trap(format!("the plugin pool is closed: {e}"));
+                return Called::without_logs(Err(closed));
+            }
+        };
         let Some(prepared) = self.lookup(digest) else {
-            return self.extism.call(digest, self.limits, grants, call).await;
+            let result = self.extism.call(digest, self.limits, grants, call).await;
+            return Called::without_logs(result);
         };
         let deadline = self.limits.deadline;
         let stop_at = Instant::now() + deadline;
@@ -232,6 +233,7 @@ impl Runtime {
             http: self.http.clone(),
             stop_at,
             events: Vec::new(),
+            logs: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -243,23 +245,27 @@ impl Runtime {
                 UpdateDeadline::Yield(1)
             })
         });
-        let output = self
-            .dispatch(&prepared, &mut store, call)
-            .await
-            .map_err(|e| {
+        let output = self.dispatch(&prepared, &mut store, call).await;
+        let result = match output {
+            Ok(Ok(output)) => Ok(Outcome {
+                output,
+                events: std::mem::take(&mut store.data_mut().events),
+            }),
+            Ok(Err(reported)) => Err(PluginError::Reported(reported)),
+            Err(e) => Err(
                 if let Some(wasmtime::Trap::Interrupt) = e.downcast_ref::<wasmtime::Trap>() {
                     PluginError::Timeout(deadline.as_millis() as u64)
                 } else if format!("{e:#}").contains("forcing trap when growing memory") {
                     PluginError::Memory(self.limits.memory_bytes as u64 >> 20)
                 } else {
                     PluginError::Trap(format!("{e:#}"))
-                }
-            })?;
-        let output = output.map_err(PluginError::Reported)?;
-        Ok(Outcome {
-            output,
-            events: std::mem::take(&mut store.data_mut().events),
-        })
+                },
+            ),
+        };
+        Called {
+            result,
+            logs: std::mem::take(&mut store.data_mut().logs).into_lines(),
+        }
     }
 
     async fn dispatch(

@@ -131,6 +131,22 @@ pub struct Outcome {
     pub events: Vec<Event>,
 }
 
+/// One call: how it went, and what the plugin logged meanwhile (components only; an Extism
+/// plugin's log goes to the host's log alone).
+pub struct Called {
+    pub result: Result<Outcome, PluginError>,
+    pub logs: Vec<String>,
+}
+
+impl Called {
+    pub fn without_logs(result: Result<Outcome, PluginError>) -> Called {
+        Called {
+            result,
+            logs: Vec::new(),
+        }
+    }
+}
+
 pub enum Output {
     Done,
     Json(String),

@@ -22,6 +22,40 @@ pub struct PluginState {
     /// When the call's deadline passes.
     pub(super) stop_at: Instant,
     pub(super) events: Vec<Event>,
+    /// The call's log lines (`level: message`), kept for its invocation record.
+    pub(super) logs: CallLog,
+}
+
+/// A call's log lines, bounded: at most [`CallLog::LINES`] lines and [`CallLog::BYTES`]
+/// bytes; what comes after is counted, not kept.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    pub lines: Vec<String>,
+    pub dropped: usize,
+    bytes: usize,
+}
+
+impl CallLog {
+    pub const LINES: usize = 100;
+    pub const BYTES: usize = 16 * 1024;
+
+    pub fn push(&mut self, line: String) {
+        if self.lines.len() >= Self::LINES || self.bytes + line.len() > Self::BYTES {
+            self.dropped += 1;
+            return;
+        }
+        self.bytes += line.len();
+        self.lines.push(line);
+    }
+
+    /// The lines, with a last one saying how many were left out.
+    pub fn into_lines(mut self) -> Vec<String> {
+        if self.dropped > 0 {
+            self.lines
+                .push(format!("… {} more lines were not kept", self.dropped));
+        }
+        self.lines
+    }
 }
 
 impl WasiView for PluginState {

@@ -1,4 +1,5 @@
-//! Misbehaves as its input asks: `loop`, `memory`, `trap`, `http <url>`, `kv`, `kv-fill`;
+//! Misbehaves as its input asks: `loop`, `memory`, `trap`, `http <url>`, `kv`, `kv-fill`,
+//! `log-flood` (it logs what it was asked first);
 //! anything else is echoed back as a tag. The host must survive each and report a clear error.
 
 use nova_plugin_sdk::auto_tagger::{Guest, HttpRequest, Scored, Tagging, host};
@@ -8,7 +9,18 @@ struct Hostile;
 impl Guest for Hostile {
     fn suggest(_title: String, text: String) -> Result<Tagging, String> {
         let mut words = text.split_whitespace();
+        let command = words.clone().next().unwrap_or_default();
+        host::log::write(host::log::Level::Info, &format!("asked to {command}"));
         match words.next().unwrap_or_default() {
+            "log-flood" => {
+                for i in 0..500 {
+                    host::log::write(host::log::Level::Debug, &format!("line {i}"));
+                }
+                Ok(Tagging {
+                    tags: Vec::new(),
+                    categories: Vec::new(),
+                })
+            }
             "loop" => {
                 let mut n: u64 = 0;
                 loop {

@@ -10,6 +10,13 @@ impl wit::log::Host for PluginState {
         }
         let plugin = &self.grants.plugin_id;
         let message: String = message.chars().take(2_000).collect();
+        let name = match level {
+            wit::log::Level::Debug => "debug",
+            wit::log::Level::Info => "info",
+            wit::log::Level::Warn => "warn",
+            wit::log::Level::Error => "error",
+        };
+        self.logs.push(format!("{name}: {message}"));
         match level {
             wit::log::Level::Debug => tracing::debug!(plugin, "{message}"),
             wit::log::Level::Info => tracing::info!(plugin, "{message}"),
