@@ -556,6 +556,23 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
         .expect("the trap is in the log");
     assert_eq!(trapped["logs"], json!(["info: asked to trap"]));
     assert!(trapped["output"].is_null());
+    // A dry run reads the installation's store and keeps its writes to itself.
+    let dry = |text: &'static str| {
+        let app = &app;
+        let token = admin.token.clone();
+        async move {
+            app.post(
+                "/api/integrations/hostile/test",
+                &token,
+                json!({"text": text, "dry_run": true}),
+            )
+            .await
+            .body
+        }
+    };
+    assert_eq!(dry("kv").await["output"]["tags"][0]["name"], "count 4");
+    assert_eq!(dry("kv").await["output"]["tags"][0]["name"], "count 4");
+    assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 4");
     let errors = log.body["items"]
         .as_array()
         .unwrap()

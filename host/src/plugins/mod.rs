@@ -365,25 +365,30 @@ pub async fn invoke_for(
     operation: &str,
     call: Call,
 ) -> AppResult<Result<Outcome, PluginError>> {
-    Ok(invoke_logged(state, cause, installed, operation, call)
-        .await?
-        .result)
+    let logged = invoke_logged(state, cause, installed, operation, call, false).await?;
+    Ok(logged.result)
 }
 
-/// [`invoke_for`], keeping what the plugin logged (for a test call's report).
+/// [`invoke_for`], keeping what the plugin logged (for a test call's report). A dry run
+/// writes `kv` to a scratch layer and reports the plugin's events without acting on them.
 pub async fn invoke_logged(
     state: &AppState,
     cause: &Cause,
     installed: &Installed,
     operation: &str,
     call: Call,
+    dry_run: bool,
 ) -> AppResult<Called> {
     let started = Instant::now();
     let Called { mut result, logs } = match prepare(state, installed).await? {
-        Ok(grants) => state.plugins.call(&installed.sha256, grants, call).await,
+        Ok(grants) => {
+            let grants = sandbox::Grants { dry_run, ..grants };
+            state.plugins.call(&installed.sha256, grants, call).await
+        }
         Err(refused) => Called::without_logs(Err(refused)),
     };
     if let Ok(outcome) = &result
+        && !dry_run
         && let Err(refused) = events::apply(
             state,
             cause,
@@ -524,6 +529,7 @@ async fn prepare(
         capabilities: manifest.capabilities.clone(),
         http_hosts: installed.http_hosts.0.clone(),
         config,
+        dry_run: false,
     }))
 }
 

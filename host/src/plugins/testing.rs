@@ -37,6 +37,10 @@ pub struct TestRequest {
     /// analytics-exporter: the report's data.
     #[schema(value_type = Option<Object>)]
     pub data: Option<Value>,
+    /// Run against a scratch key-value store (reads see the installation's, writes stay in
+    /// the call) and report the events without acting on them. HTTP requests still go out.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -138,13 +142,14 @@ async fn test_plugin(
     let installed = installed(&state.db, workspace_id, &plugin_id)
         .await?
         .ok_or(AppError::NotFound("installation"))?;
-    let call = sample_call(
-        plugin.manifest.0.kind,
-        body.map(|b| b.0).unwrap_or_default(),
-    );
+    let req = body.map(|b| b.0).unwrap_or_default();
+    let dry_run = req.dry_run;
+    let call = sample_call(plugin.manifest.0.kind, req);
     let started = std::time::Instant::now();
     let cause = Cause::plugin(&installed.plugin_id);
-    let Called { result, logs } = invoke_logged(&state, &cause, &installed, "test", call).await?;
+    let operation = if dry_run { "test (dry run)" } else { "test" };
+    let Called { result, logs } =
+        invoke_logged(&state, &cause, &installed, operation, call, dry_run).await?;
     let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
     Ok(Json(match result {
         Ok(outcome) => TestResult {

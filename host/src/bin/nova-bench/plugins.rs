@@ -51,6 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         capabilities: vec![Capability::Events],
         http_hosts: Vec::new(),
         config: HashMap::new(),
+        dry_run: false,
     };
     let event = || Call::Run {
         params: json!({"priority": "urgent"}).to_string(),

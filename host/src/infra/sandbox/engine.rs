@@ -234,6 +234,7 @@ impl Runtime {
             stop_at,
             events: Vec::new(),
             logs: Default::default(),
+            scratch: Default::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

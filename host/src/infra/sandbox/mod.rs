@@ -102,6 +102,9 @@ pub struct Grants {
     pub http_hosts: Vec<String>,
     /// The installation's settings, secrets decrypted.
     pub config: HashMap<String, String>,
+    /// A dry run: `kv` writes go to a scratch layer over the installation's store (reads see
+    /// both), so the real store never changes.
+    pub dry_run: bool,
 }
 
 /// One call into a plugin.

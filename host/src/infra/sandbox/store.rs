@@ -24,6 +24,8 @@ pub struct PluginState {
     pub(super) events: Vec<Event>,
     /// The call's log lines (`level: message`), kept for its invocation record.
     pub(super) logs: CallLog,
+    /// A dry run's writes to `kv` (`None`: deleted), over the installation's store.
+    pub(super) scratch: std::collections::HashMap<String, Option<Vec<u8>>>,
 }
 
 /// A call's log lines, bounded: at most [`CallLog::LINES`] lines and [`CallLog::BYTES`]

@@ -19,6 +19,9 @@ struct Usage {
 impl wit::kv::Host for PluginState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
         let workspace = self.kv_scope()?;
+        if let Some(written) = self.scratch.get(&key) {
+            return Ok(written.clone());
+        }
         let row: Option<(Vec<u8>,)> = self
             .db
             .fetch_optional(
@@ -47,11 +50,16 @@ impl wit::kv::Host for PluginState {
             )
             .await
             .map_err(|e| format!("the store failed: {e}"))?;
+        let usage = self.with_scratch(usage, &key);
         if usage.keys + 1 > KV_MAX_KEYS || usage.bytes + value.len() as i64 > KV_MAX_BYTES {
             return Err(format!(
                 "the store is full: an installation keeps at most {KV_MAX_KEYS} keys and {} MiB of values",
                 KV_MAX_BYTES >> 20
             ));
+        }
+        if self.grants.dry_run {
+            self.scratch.insert(key, Some(value));
+            return Ok(());
         }
         self.db
             .execute(
@@ -74,6 +82,10 @@ impl wit::kv::Host for PluginState {
 
     async fn delete(&mut self, key: String) -> Result<(), String> {
         let workspace = self.kv_scope()?;
+        if self.grants.dry_run {
+            self.scratch.insert(key, None);
+            return Ok(());
+        }
         self.db
             .execute(
                 "DELETE FROM plugin_kv WHERE plugin_id = $1 AND workspace_id = $2 AND key = $3",
@@ -82,5 +94,23 @@ impl wit::kv::Host for PluginState {
             .await
             .map(|_| ())
             .map_err(|e| format!("the store failed: {e}"))
+    }
+}
+
+impl PluginState {
+    /// The store's usage (`key` aside) as a dry run sees it: its scratch writes counted in.
+    /// Only keys are adjusted per scratch entry; a scratch value over a stored one counts
+    /// both, erring on the side of the quota.
+    fn with_scratch(&self, mut usage: Usage, key: &str) -> Usage {
+        for (written, value) in &self.scratch {
+            if written == key {
+                continue;
+            }
+            if let Some(value) = value {
+                usage.keys += 1;
+                usage.bytes += value.len() as i64;
+            }
+        }
+        usage
     }
 }
