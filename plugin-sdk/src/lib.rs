@@ -28,7 +28,7 @@ extern crate self as nova_plugin_sdk;
 // The host capabilities and shared types, generated once; each kind's bindings reuse them.
 wit_bindgen::generate!({
     world: "capabilities",
-    path: "../wit",
+    path: "wit",
     runtime_path: "crate::wit_bindgen::rt",
     generate_all,
 });
@@ -54,7 +54,7 @@ macro_rules! kind {
         pub mod $module {
             wit_bindgen::generate!({
                 world: $feature,
-                path: "../wit",
+                path: "wit",
                 runtime_path: "nova_plugin_sdk::wit_bindgen::rt",
                 pub_export_macro: true,
                 export_macro_name: "export",
@@ -104,3 +104,23 @@ kind!(
     "nova_plugin_sdk::analytics_exporter",
     "Analytics exporters: `render` turns a report into a file."
 );
+
+#[cfg(test)]
+mod tests {
+    /// The crate carries its own copy of the WIT so it builds wherever it is copied; inside
+    /// the repository that copy must be the host's (`wit/`).
+    #[test]
+    fn the_wit_inside_is_the_repositorys() {
+        let crate_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let Ok(repository) = std::fs::read_to_string(crate_dir.join("../wit/nova-plugin.wit"))
+        else {
+            return;
+        };
+        let inside = std::fs::read_to_string(crate_dir.join("wit/nova-plugin.wit"))
+            .expect("the SDK's wit/nova-plugin.wit");
+        assert_eq!(
+            inside, repository,
+            "plugin-sdk/wit/nova-plugin.wit differs from wit/nova-plugin.wit: copy it over"
+        );
+    }
+}
