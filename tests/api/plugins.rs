@@ -416,7 +416,7 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     .await;
     assert_eq!(status, 422, "{body}");
     assert_eq!(body["errors"][0]["field"], "id");
-    // A component that imports capabilities its manifest does not declare.
+    // A component that imports capabilities its manifest does not declare is warned about.
     let quiet = HOSTILE_MANIFEST
         .replace(
             "capabilities = [\"log\", \"http\", \"kv\"]",
@@ -425,13 +425,34 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
         .replace("http_hosts = [\"api.example.com\"]\n", "");
     assert_ne!(quiet, HOSTILE_MANIFEST, "the test manifest changed");
     let (status, body) = upload(&app, &admin.token, &quiet, HOSTILE_WASM, None).await;
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(body["errors"][0]["field"], "capabilities");
-    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert_eq!(status, 201, "{body}");
+    let warning = body["warnings"][0].as_str().unwrap_or_default();
     assert!(
-        message.contains("`http`") && message.contains("`kv`") && !message.contains("`log`"),
+        warning.contains("`http`") && warning.contains("`kv`") && !warning.contains("`log`"),
         "{body}"
     );
+    // Installed, its calls to what it was not granted are refused.
+    let r = app
+        .post("/api/integrations/hostile/install", &admin.token, json!({}))
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let refused = app
+        .post(
+            "/api/integrations/hostile/test",
+            &admin.token,
+            json!({"text": "kv"}),
+        )
+        .await;
+    assert!(
+        refused.body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not granted"),
+        "{:?}",
+        refused.body
+    );
+    let r = app.delete("/api/plugins/hostile", &admin.token).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
     let (status, body) = upload(&app, &admin.token, HOSTILE_MANIFEST, HOSTILE_WASM, None).await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["builtin"], false);

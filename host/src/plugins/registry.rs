@@ -85,14 +85,14 @@ async fn audit_installations(
 /// they approve the new one.
 #[utoipa::path(post, path = "/api/plugins", tag = "plugins", security(("bearer" = [])),
     request_body(content_type = "multipart/form-data", description = "`manifest`, `wasm`, optional `sha256`, optional `force` (`true` replaces a stored version with other bytes, or downgrades)"),
-    responses((status = 201, body = PluginView), (status = 403, body = crate::error::Problem),
+    responses((status = 201, body = UploadedPlugin), (status = 403, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
         (status = 422, body = crate::error::Problem)))]
 async fn upload_plugin(
     State(state): State<AppState>,
     InstanceAdmin(auth): InstanceAdmin,
     mut form: Multipart,
-) -> AppResult<(StatusCode, Json<PluginView>)> {
+) -> AppResult<(StatusCode, Json<UploadedPlugin>)> {
     let (mut manifest_text, mut wasm, mut expected, mut force) = (None, None, None, false);
     while let Some(mut field) = form.next_field().await? {
         match field.name().unwrap_or_default() {
@@ -152,7 +152,7 @@ async fn upload_plugin(
         .plugins
         .prepare(&digest, manifest.kind, manifest.format, &wasm)
         .map_err(|e| AppError::invalid("wasm", e.to_string()))?;
-    refuse_undeclared_imports(&state, &manifest, &digest)?;
+    let warnings = undeclared_imports(&state, &manifest, &digest);
     super::store_package(&state.db, &manifest, &digest, &wasm, Some(auth.id)).await?;
     if let Some((_, old, _)) = &previous
         && *old != digest
@@ -169,8 +169,22 @@ async fn upload_plugin(
     }
     // As the marketplace shows it by default: in the uploader's own workspace.
     let personal = crate::access::personal_workspace(&state.db, auth.id).await?;
-    let view = plugin_view(&state, &manifest.id, personal).await?;
-    Ok((StatusCode::CREATED, Json(view)))
+    let plugin = plugin_view(&state, &manifest.id, personal).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadedPlugin { plugin, warnings }),
+    ))
+}
+
+/// An uploaded plugin as the marketplace shows it, and what the author should look at.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadedPlugin {
+    #[serde(flatten)]
+    pub plugin: PluginView,
+    /// E.g. host capabilities the component imports that its manifest does not declare:
+    /// their calls will be refused.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Removes an uploaded plugin and every installation of it (instance admins).
@@ -284,9 +298,10 @@ async fn list_invocations(
     ))
 }
 
-/// A component importing a host capability its manifest does not ask for is refused: the
-/// admin approves what the manifest declares, and a call to anything else would only fail.
-fn refuse_undeclared_imports(state: &AppState, manifest: &Manifest, digest: &str) -> AppResult<()> {
+/// A warning for host capabilities the component imports that its manifest does not ask
+/// for: their calls will be refused. Not a refusal, because toolchains such as
+/// componentize-py import every interface of the world whether the code calls it or not.
+fn undeclared_imports(state: &AppState, manifest: &Manifest, digest: &str) -> Vec<String> {
     let undeclared: Vec<String> = state
         .plugins
         .imported_capabilities(digest)
@@ -295,13 +310,10 @@ fn refuse_undeclared_imports(state: &AppState, manifest: &Manifest, digest: &str
         .map(|c| format!("`{c}`"))
         .collect();
     if undeclared.is_empty() {
-        return Ok(());
+        return Vec::new();
     }
-    Err(AppError::invalid(
-        "capabilities",
-        format!(
-            "the component imports {}, which the manifest's capabilities do not declare",
-            undeclared.join(", ")
-        ),
-    ))
+    vec![format!(
+        "the component imports {}, which the manifest's capabilities do not declare: its calls to them will be refused",
+        undeclared.join(", ")
+    )]
 }
