@@ -309,6 +309,15 @@ async fn rate_limit_is_shared_through_redis() {
     run_with(backend, configure, |a: TestApp| async move {
         let b = a.replica(configure).await;
         let alice = a.register("alice").await;
+        // Both replicas count in Redis once their link is up; until then (a fresh host
+        // connects lazily) each counts on its own, as documented.
+        for host in [&a, &b] {
+            crate::helpers::eventually("the replica's Redis link", || async {
+                let r = host.get("/readyz", &alice.token).await;
+                (r.body["redis"] == "ok").then_some(())
+            })
+            .await;
+        }
         let p = a.project(&alice, json!({"name": "P"})).await;
         let body =
             json!({"action": "update_settings", "project_ids": [p["id"]], "settings": {"n": 1}});
