@@ -7,6 +7,11 @@
 
 mod socket;
 
+pub use socket::{
+    CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_REVOKED, CLOSE_SLOW_CONSUMER, IDLE_LIMIT, Outcome,
+    PING_EVERY, Sink, say_goodbye, send,
+};
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};

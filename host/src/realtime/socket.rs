@@ -18,17 +18,18 @@ use crate::chat;
 use crate::error::{AppError, AppPath, AppResult};
 use crate::state::AppState;
 
-const PING_EVERY: Duration = Duration::from_secs(20);
+// Shared by every socket of the API (chat, notifications, collaboration).
+pub const PING_EVERY: Duration = Duration::from_secs(20);
 /// A client silent (no pong, no message) this long is gone.
-const IDLE_LIMIT: Duration = Duration::from_secs(60);
+pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
 /// A send the client does not take within this is a slow consumer.
-const SEND_LIMIT: Duration = Duration::from_secs(5);
+pub const SEND_LIMIT: Duration = Duration::from_secs(5);
 
 /// Close codes: 1001 going away (shutdown), 4008 too slow, 4000 idle, 4403 access revoked.
-const CLOSE_GOING_AWAY: u16 = 1001;
-const CLOSE_SLOW_CONSUMER: u16 = 4008;
-const CLOSE_IDLE: u16 = 4000;
-const CLOSE_REVOKED: u16 = 4403;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
+pub const CLOSE_IDLE: u16 = 4000;
+pub const CLOSE_REVOKED: u16 = 4403;
 
 #[derive(Debug, Deserialize)]
 pub struct SocketQuery {
@@ -120,7 +121,8 @@ enum Kind {
     Notifications,
 }
 
-enum Outcome {
+/// What a socket loop does after a step: go on, or close with a code and reason.
+pub enum Outcome {
     Continue,
     Close(u16, &'static str),
 }
@@ -219,13 +221,7 @@ async fn run(state: AppState, socket: WebSocket, caller: SocketCaller, kind: Kin
             _ = shutdown.changed() => Outcome::Close(CLOSE_GOING_AWAY, "server shutting down"),
         };
     }
-    if let Outcome::Close(code, reason) = outcome {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        let _ = tokio::time::timeout(SEND_LIMIT, sink.send(Message::Close(Some(frame)))).await;
-    }
+    say_goodbye(&mut sink, outcome).await;
     reader.abort();
     if let Kind::Chat { session_id, .. } = kind {
         state
@@ -259,9 +255,21 @@ async fn still_allowed(state: &AppState, caller: SocketCaller, kind: &Kind) -> b
     }
 }
 
-type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+pub type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
-async fn send(sink: &mut Sink, msg: Message) -> Outcome {
+/// Sends the close frame an outcome asks for (briefly: the client may be gone).
+pub async fn say_goodbye(sink: &mut Sink, outcome: Outcome) {
+    if let Outcome::Close(code, reason) = outcome {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let _ = tokio::time::timeout(SEND_LIMIT, sink.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+/// Sends one frame; a client that does not take it within [`SEND_LIMIT`] is too slow.
+pub async fn send(sink: &mut Sink, msg: Message) -> Outcome {
     match tokio::time::timeout(SEND_LIMIT, sink.send(msg)).await {
         Ok(Ok(())) => Outcome::Continue,
         Ok(Err(_)) => Outcome::Close(CLOSE_GOING_AWAY, "send failed"),

@@ -9,13 +9,12 @@
 //! shutdown, 4000 idle, 4008 too slow, 4403 access revoked.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message as Frame, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
@@ -30,12 +29,12 @@ use crate::args;
 use crate::db::{new_id, now};
 use crate::error::{AppPath, AppResult};
 use crate::infra::livedocs::Holder;
-use crate::realtime::{SocketCaller, SocketTarget, access_channel, socket_user};
+use crate::realtime::{
+    CLOSE_GOING_AWAY, CLOSE_IDLE, CLOSE_REVOKED, CLOSE_SLOW_CONSUMER, IDLE_LIMIT, Outcome,
+    PING_EVERY, Sink, SocketCaller, SocketTarget, access_channel, say_goodbye, send, socket_user,
+};
 use crate::state::AppState;
 
-const PING_EVERY: Duration = Duration::from_secs(20);
-const IDLE_LIMIT: Duration = Duration::from_secs(60);
-const SEND_LIMIT: Duration = Duration::from_secs(5);
 /// The largest frame a client may send (an update pasting a long prompt fits).
 const MAX_FRAME: usize = 1 << 20;
 
@@ -99,11 +98,6 @@ struct Connection {
 
 type Feed = tokio::sync::broadcast::Receiver<std::sync::Arc<str>>;
 
-enum Outcome {
-    Continue,
-    Close(u16, &'static str),
-}
-
 impl Connection {
     fn project_id(&self) -> Uuid {
         self.holder.0.key
@@ -114,7 +108,7 @@ impl Connection {
         let mut shutdown = self.state.shutdown.clone();
         let (mut sink, mut stream) = socket.split();
         self.present(None).await;
-        let mut outcome = send(&mut sink, self.greeting()).await;
+        let mut outcome = send_bytes(&mut sink, self.greeting()).await;
         let mut ping = tokio::time::interval(PING_EVERY);
         ping.tick().await;
         let mut last_heard = tokio::time::Instant::now();
@@ -122,11 +116,11 @@ impl Connection {
             outcome = tokio::select! {
                 event = bus.recv() => match event {
                     Ok(payload) => match read_bus_message(&payload) {
-                        Some((from, _, bytes)) if from != self.id => send(&mut sink, bytes).await,
+                        Some((from, _, bytes)) if from != self.id => send_bytes(&mut sink, bytes).await,
                         _ => Outcome::Continue,
                     },
-                    Err(RecvError::Lagged(_)) => Outcome::Close(4008, "too slow: updates were dropped; reconnect"),
-                    Err(RecvError::Closed) => Outcome::Close(1001, "event bus closed"),
+                    Err(RecvError::Lagged(_)) => Outcome::Close(CLOSE_SLOW_CONSUMER, "too slow: updates were dropped; reconnect"),
+                    Err(RecvError::Closed) => Outcome::Close(CLOSE_GOING_AWAY, "event bus closed"),
                 },
                 frame = stream.next() => match frame {
                     Some(Ok(Frame::Binary(data))) => {
@@ -134,7 +128,7 @@ impl Connection {
                         let replies = self.receive(&data).await;
                         let mut outcome = Outcome::Continue;
                         for reply in replies {
-                            outcome = send(&mut sink, reply).await;
+                            outcome = send_bytes(&mut sink, reply).await;
                         }
                         outcome
                     }
@@ -146,26 +140,20 @@ impl Connection {
                 },
                 _ = ping.tick() => {
                     if last_heard.elapsed() > IDLE_LIMIT {
-                        Outcome::Close(4000, "no pong")
+                        Outcome::Close(CLOSE_IDLE, "no pong")
                     } else {
                         self.present(None).await;
-                        ping_frame(&mut sink).await
+                        send(&mut sink, Frame::Ping(Vec::new().into())).await
                     }
                 },
                 change = access.recv() => match change {
-                    Err(RecvError::Closed) => Outcome::Close(1001, "event bus closed"),
+                    Err(RecvError::Closed) => Outcome::Close(CLOSE_GOING_AWAY, "event bus closed"),
                     Ok(_) | Err(RecvError::Lagged(_)) => self.check_access().await,
                 },
-                _ = shutdown.changed() => Outcome::Close(1001, "server shutting down"),
+                _ = shutdown.changed() => Outcome::Close(CLOSE_GOING_AWAY, "server shutting down"),
             };
         }
-        if let Outcome::Close(code, reason) = outcome {
-            let frame = CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
-            };
-            let _ = tokio::time::timeout(SEND_LIMIT, sink.send(Frame::Close(Some(frame)))).await;
-        }
+        say_goodbye(&mut sink, outcome).await;
         self.leave().await;
     }
 
@@ -283,7 +271,7 @@ impl Connection {
         if let Some(token) = self.caller.token_id
             && let Ok(false) = crate::auth::token_is_live(&self.state.db, token).await
         {
-            return Outcome::Close(4403, "access revoked");
+            return Outcome::Close(CLOSE_REVOKED, "access revoked");
         }
         let project = queries::load(&self.state.db, self.caller.user_id, self.project_id()).await;
         match project.map(|p| p.permission(self.caller.user_id)) {
@@ -293,7 +281,7 @@ impl Connection {
                 Outcome::Continue
             }
             Ok(None) | Err(crate::error::AppError::NotFound(_)) => {
-                Outcome::Close(4403, "access revoked")
+                Outcome::Close(CLOSE_REVOKED, "access revoked")
             }
             Err(_) => Outcome::Continue,
         }
@@ -324,24 +312,7 @@ impl Connection {
     }
 }
 
-async fn send<S>(sink: &mut S, bytes: Vec<u8>) -> Outcome
-where
-    S: SinkExt<Frame> + Unpin,
-{
-    match tokio::time::timeout(SEND_LIMIT, sink.send(Frame::Binary(bytes.into()))).await {
-        Ok(Ok(())) => Outcome::Continue,
-        Ok(Err(_)) => Outcome::Close(1001, "gone"),
-        Err(_) => Outcome::Close(4008, "too slow to read"),
-    }
-}
-
-async fn ping_frame<S>(sink: &mut S) -> Outcome
-where
-    S: SinkExt<Frame> + Unpin,
-{
-    match tokio::time::timeout(SEND_LIMIT, sink.send(Frame::Ping(Vec::new().into()))).await {
-        Ok(Ok(())) => Outcome::Continue,
-        Ok(Err(_)) => Outcome::Close(1001, "gone"),
-        Err(_) => Outcome::Close(4008, "too slow to read"),
-    }
+/// Sends y-protocol bytes as one binary frame.
+async fn send_bytes(sink: &mut Sink, bytes: Vec<u8>) -> Outcome {
+    send(sink, Frame::Binary(bytes.into())).await
 }
