@@ -107,6 +107,19 @@ async fn stored(state: &AppState, project_id: Uuid) -> AppResult<Option<Vec<u8>>
     Ok(row.map(|(s,)| s))
 }
 
+/// The stored document, locked until `tx` ends (PostgreSQL; SQLite has one writer at a
+/// time), so a read-merge-write of it is never overwritten by another replica's.
+async fn stored_locked(tx: &mut crate::db::Tx, project_id: Uuid) -> AppResult<Option<Vec<u8>>> {
+    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
+    let row: Option<(Vec<u8>,)> = tx
+        .fetch_optional(
+            &format!("SELECT state FROM project_documents WHERE project_id = $1{lock}"),
+            args![project_id],
+        )
+        .await?;
+    Ok(row.map(|(s,)| s))
+}
+
 /// Applies a y-protocol message that came over the bus (an update or awareness change from
 /// any replica; one of this host's own is applied again, which changes nothing). Whether it
 /// changed the document's content.
@@ -205,14 +218,8 @@ pub async fn write_back(state: &AppState, doc: &LiveDoc, author: Uuid) {
 async fn try_write_back(state: &AppState, doc: &LiveDoc, author: Uuid) -> AppResult<()> {
     let ours = doc.state();
     let mut tx = state.db.begin().await?;
-    let stored: Option<(Vec<u8>,)> = tx
-        .fetch_optional(
-            "SELECT state FROM project_documents WHERE project_id = $1",
-            args![doc.key],
-        )
-        .await?;
-    let merged = match stored {
-        Some((theirs,)) => yrs::merge_updates_v1([theirs.as_slice(), ours.as_slice()])
+    let merged = match stored_locked(&mut tx, doc.key).await? {
+        Some(theirs) => yrs::merge_updates_v1([theirs.as_slice(), ours.as_slice()])
             .map_err(|e| anyhow::anyhow!("{e}"))?,
         None => ours,
     };
@@ -284,14 +291,7 @@ pub async fn absorb(
     if live.is_empty() {
         return Ok(None);
     }
-    let lock = if tx.is_postgres() { " FOR UPDATE" } else { "" };
-    let stored: Option<(Vec<u8>,)> = tx
-        .fetch_optional(
-            &format!("SELECT state FROM project_documents WHERE project_id = $1{lock}"),
-            args![project_id],
-        )
-        .await?;
-    let Some((stored,)) = stored else {
+    let Some(stored) = stored_locked(tx, project_id).await? else {
         return Ok(None);
     };
     let doc = LiveDoc::load(project_id, &stored)?;
