@@ -28,6 +28,11 @@ pub fn stale(
     }
 }
 
+/// Why a write with `If-Match` was refused: `what` is at `version`.
+pub fn not_named(what: &str, version: i64) -> String {
+    format!("the {what} is at version {version}, which `If-Match` does not name")
+}
+
 /// The entity tag of `version`.
 pub fn etag(version: i64) -> HeaderValue {
     HeaderValue::from_str(&format!("\"v{version}\"")).unwrap_or(HeaderValue::from_static("\"\""))
@@ -78,7 +83,7 @@ impl IfMatch {
         }
         Err(stale(
             StatusCode::PRECONDITION_FAILED,
-            format!("the {what} is at version {version}, which `If-Match` does not name"),
+            not_named(what, version),
             version,
             current(),
             None,

@@ -15,7 +15,7 @@ use crate::auth::AuthUser;
 use crate::db::{Arg, Page, PageQuery, Tx, new_id, now};
 use crate::db::{Filter, placeholders};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
-use crate::precondition::{IfMatch, Versioned, stale};
+use crate::precondition::{IfMatch, Versioned, not_named, stale};
 use crate::projects::crud::normalize_tags;
 use crate::state::AppState;
 
@@ -435,10 +435,7 @@ async fn update_document(
     // Preconditions are weighed once the request is known to be valid (RFC 9110 13.2.1).
     if !if_match.holds(doc.version) {
         drop(tx);
-        let detail = format!(
-            "the document is at version {}, which `If-Match` does not name",
-            doc.version
-        );
+        let detail = not_named("document", doc.version);
         return Err(refused(&state, auth.id, id, StatusCode::PRECONDITION_FAILED, detail).await);
     }
     let base = req.version.unwrap_or(doc.version);
