@@ -92,6 +92,21 @@ async fn health_docs_and_metrics(app: TestApp) {
     assert!(text.contains(
         "nova_http_request_duration_seconds_count{method=\"GET\",path=\"/api/openapi.json\"} 1"
     ));
+    // A histogram with buckets, not a summary; and the process's own figures.
+    assert!(
+        text.contains("# TYPE nova_http_request_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(text.contains(
+        "nova_http_request_duration_seconds_bucket{method=\"GET\",path=\"/api/openapi.json\",le=\"5\"} 1"
+    ));
+    for process_figure in [
+        "nova_process_resident_memory_bytes ",
+        "nova_process_cpu_seconds_total ",
+        "nova_process_open_fds ",
+    ] {
+        assert!(text.contains(process_figure), "{process_figure} in {text}");
+    }
 }
 on_both!(health_docs_and_metrics);
 

@@ -1,88 +1,61 @@
-//! The metrics registry: request counters and latency histograms by route, rendered as
-//! Prometheus text (served at `/metrics`).
+//! The metrics registry behind `/metrics`: request counters and latency histograms by route,
+//! and the process's own figures (CPU, memory, file descriptors, threads), kept by the
+//! `metrics` facade and rendered as Prometheus text by `metrics-exporter-prometheus`.
+//!
+//! Each host state owns its recorder rather than installing a global one, so that several
+//! hosts in one process (the tests, the benchmark) keep their figures apart.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::Mutex;
 use std::time::Duration;
 
+use metrics::{counter, describe_counter, describe_histogram, histogram, with_local_recorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+const REQUESTS: &str = "nova_http_requests_total";
+const LATENCY: &str = "nova_http_request_duration_seconds";
+/// Latency buckets in seconds: from a cached read to a slow plugin call.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
-#[derive(Default)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+pub struct Metrics {
+    recorder: PrometheusRecorder,
+    process: metrics_process::Collector,
 }
 
-#[derive(Default)]
-pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
-    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+impl Default for Metrics {
+    fn default() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(LATENCY.into()), &BUCKETS)
+            .map(PrometheusBuilder::build_recorder)
+            // The buckets are a non-empty constant, so this branch is never taken.
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+        let process = metrics_process::Collector::new("nova_");
+        with_local_recorder(&recorder, || {
+            describe_counter!(REQUESTS, "HTTP requests by route and status.");
+            describe_histogram!(
+                LATENCY,
+                metrics::Unit::Seconds,
+                "HTTP request latency by route."
+            );
+            process.describe();
+        });
+        Self { recorder, process }
+    }
 }
 
 impl Metrics {
+    /// Counts one request under its route template; the caller keeps `method` and `path` to
+    /// bounded sets so the label set cannot grow with the input.
     pub fn observe(&self, method: &str, path: &str, status: u16, elapsed: Duration) {
-        if let Ok(mut requests) = self.requests.lock() {
-            *requests
-                .entry((method.to_owned(), path.to_owned(), status))
-                .or_default() += 1;
-        }
-        if let Ok(mut latency) = self.latency.lock() {
-            let h = latency
-                .entry((method.to_owned(), path.to_owned()))
-                .or_default();
-            let secs = elapsed.as_secs_f64();
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                if secs <= *bound {
-                    h.counts[i] += 1;
-                }
-            }
-            h.count += 1;
-            h.sum += secs;
-        }
+        let (method, path) = (method.to_owned(), path.to_owned());
+        with_local_recorder(&self.recorder, || {
+            counter!(REQUESTS, "method" => method.clone(), "path" => path.clone(), "status" => status.to_string())
+                .increment(1);
+            histogram!(LATENCY, "method" => method, "path" => path).record(elapsed.as_secs_f64());
+        });
     }
 
+    /// The Prometheus text exposition, with the process figures read now.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP nova_http_requests_total HTTP requests by route and status.\n");
-        out.push_str("# TYPE nova_http_requests_total counter\n");
-        if let Ok(requests) = self.requests.lock() {
-            for ((method, path, status), n) in requests.iter() {
-                let _ = writeln!(
-                    out,
-                    "nova_http_requests_total{{method=\"{method}\",path=\"{path}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP nova_http_request_duration_seconds HTTP request latency by route.\n");
-        out.push_str("# TYPE nova_http_request_duration_seconds histogram\n");
-        if let Ok(latency) = self.latency.lock() {
-            for ((method, path), h) in latency.iter() {
-                let labels = format!("method=\"{method}\",path=\"{path}\"");
-                for (bound, n) in BUCKETS.iter().zip(h.counts) {
-                    let _ = writeln!(
-                        out,
-                        "nova_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "nova_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(
-                    out,
-                    "nova_http_request_duration_seconds_sum{{{labels}}} {}",
-                    h.sum
-                );
-                let _ = writeln!(
-                    out,
-                    "nova_http_request_duration_seconds_count{{{labels}}} {}",
-                    h.count
-                );
-            }
-        }
-        out
+        with_local_recorder(&self.recorder, || self.process.collect());
+        self.recorder.handle().render()
     }
 }
