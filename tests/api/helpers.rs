@@ -454,6 +454,34 @@ impl TestApp {
     }
 
     /// Shares a project with `with` at `permission`.
+    /// Waits (up to 10 s) for an export to finish; its final status.
+    pub async fn export_done(&self, token: &str, id: &str) -> Value {
+        for _ in 0..100 {
+            let s = self
+                .get(&format!("/api/analytics/export/{id}"), token)
+                .await;
+            assert_eq!(s.status, 200, "{:?}", s.body);
+            if s.body["status"] == "done" || s.body["status"] == "failed" {
+                return s.body;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("export {id} did not finish");
+    }
+
+    /// A file's content type and bytes.
+    pub async fn download(&self, token: &str, url: &str) -> (String, Vec<u8>) {
+        let res = reqwest::Client::new()
+            .get(format!("{}{url}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
+        (content_type, res.bytes().await.unwrap().to_vec())
+    }
+
     pub async fn share(&self, owner: &User, project_id: &str, with: &User, permission: &str) {
         let r = self
             .post(

@@ -17,6 +17,7 @@ mod platform;
 mod plugins;
 mod projects;
 mod realtime;
+mod reports;
 mod resilience;
 mod team;
 mod user;

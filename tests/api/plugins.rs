@@ -648,31 +648,6 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
 }
 on_both!(hostile_plugins_fail_alone);
 
-/// Waits (up to 10 s) for an export to finish; its final status.
-async fn export_done(app: &TestApp, token: &str, id: &str) -> Value {
-    for _ in 0..100 {
-        let s = app.get(&format!("/api/analytics/export/{id}"), token).await;
-        assert_eq!(s.status, 200, "{:?}", s.body);
-        if s.body["status"] == "done" || s.body["status"] == "failed" {
-            return s.body;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    panic!("export {id} did not finish");
-}
-
-async fn download(app: &TestApp, token: &str, url: &str) -> (String, Vec<u8>) {
-    let res = reqwest::Client::new()
-        .get(format!("{}{url}", app.base))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let content_type = res.headers()["content-type"].to_str().unwrap().to_owned();
-    (content_type, res.bytes().await.unwrap().to_vec())
-}
-
 async fn analytics_exports_run_exporter_plugins(app: TestApp) {
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
@@ -725,7 +700,7 @@ async fn analytics_exports_run_exporter_plugins(app: TestApp) {
         assert_eq!(r.status, 202, "{:?}", r.body);
         assert_eq!(r.body["plugin_id"], format!("{format}-exporter"));
         let id = r.body["id"].as_str().unwrap().to_owned();
-        let done = export_done(&app, &alice.token, &id).await;
+        let done = app.export_done(&alice.token, &id).await;
         assert_eq!(done["status"], "done", "{done}");
         assert_eq!(done["progress"], 100);
         // Only its requester sees it.
@@ -734,20 +709,32 @@ async fn analytics_exports_run_exporter_plugins(app: TestApp) {
                 .await,
             404,
         );
-        files.push(download(&app, &alice.token, done["download_url"].as_str().unwrap()).await);
+        files.push(
+            app.download(&alice.token, done["download_url"].as_str().unwrap())
+                .await,
+        );
     }
 
     let (csv_type, csv) = &files[0];
     assert!(csv_type.starts_with("text/csv"));
     let csv = String::from_utf8(csv.clone()).unwrap();
+    // Without `sections`, the report is its performance section: per agent, then per day.
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(
-        lines[0],
-        "date,conversations,messages,agent_replies,success_rate,error_rate,avg_response_time_s,user_satisfaction"
+    assert_eq!(lines[0], "Performance \u{2014} Per agent", "{csv}");
+    assert!(
+        lines[1].starts_with("Agent,Conversations,Messages,Replies,"),
+        "{csv}"
     );
-    assert_eq!(lines.len(), 8, "a header and 7 days: {csv}");
+    assert!(lines[2].starts_with("Support,1,4,2,"), "{csv}");
+    assert_eq!(lines[3], "");
+    assert_eq!(lines[4], "Performance \u{2014} Per day");
+    assert_eq!(
+        lines.len(),
+        13,
+        "two titled tables, 1 agent and 7 days: {csv}"
+    );
     let today = chrono::Utc::now().date_naive().to_string();
-    let last: Vec<&str> = lines[7].split(',').collect();
+    let last: Vec<&str> = lines[12].split(',').collect();
     assert_eq!(last[..4], [today.as_str(), "1", "4", "2"], "{csv}");
 
     let (json_type, json_bytes) = &files[1];
@@ -765,16 +752,18 @@ async fn analytics_exports_run_exporter_plugins(app: TestApp) {
     let text = doc.extract_text(&[1]).unwrap();
     for expected in [
         "Weekly report",
-        "Key figures",
+        "Performance",
         "Conversations per day",
-        "Conversations: 1",
+        "Per agent",
+        "Support",
     ] {
         assert!(text.contains(expected), "{expected:?} not in {text:?}");
     }
     // The chart's bars are filled rectangles in the page's content.
     let content = String::from_utf8_lossy(&doc.get_page_content(doc.page_iter().next().unwrap()))
         .into_owned();
-    assert!(content.matches(" re f").count() >= 7, "{content}");
+    // One bar: the one day of the seven with a conversation.
+    assert_eq!(content.matches(" re\nf").count(), 1, "{content}");
 
     // A disabled exporter is refused.
     app.post(

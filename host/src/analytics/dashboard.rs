@@ -9,7 +9,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::metrics::{self, DayTotals, RangeQuery, Scope, TimeRange, ratio, visible_agents};
+use super::metrics::{
+    self, DayTotals, Period, RangeQuery, Scope, TimeRange, ratio, visible_agents,
+};
 use crate::args;
 use crate::auth::AuthUser;
 use crate::db::now;
@@ -213,7 +215,7 @@ async fn build(state: &AppState, user: Uuid, range: TimeRange) -> AppResult<Dash
     let latency: i64 = by_date.iter().map(|r| r.latency_ms_sum).sum();
     let ratings: i64 = by_date.iter().map(|r| r.rating_count).sum();
     let rating_sum: i64 = by_date.iter().map(|r| r.rating_sum).sum();
-    let dates = range.dates();
+    let dates = range.period().dates();
     Ok(Dashboard {
         time_range: range,
         metrics: DashboardMetrics {
@@ -289,7 +291,11 @@ async fn recommendations(
 async fn recommend(state: &AppState, user: Uuid) -> AppResult<Recommendations> {
     let today = now().date_naive();
     let this_week = today - Duration::days(6);
-    let rows = metrics::days(&state.db, &Scope::Visible(user), today - Duration::days(13)).await?;
+    let fortnight = Period {
+        from: today - Duration::days(13),
+        to: today,
+    };
+    let rows = metrics::days(&state.db, &Scope::Visible(user), fortnight).await?;
     let (recent, earlier): (Vec<DayTotals>, Vec<DayTotals>) =
         rows.into_iter().partition(|r| r.date >= this_week);
     let now_by_agent = metrics::by_agent(&recent);

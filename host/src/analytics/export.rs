@@ -1,13 +1,14 @@
-//! `POST /api/analytics/export`: a report of the caller's agents over a time range, gathered
-//! from the rollups and rendered by an analytics-exporter plugin (csv, json, pdf or an
-//! uploaded one) in a durable background job; `GET /api/analytics/export/{job_id}` shows its
-//! progress and links the file, which `…/file` serves.
+//! `POST /api/analytics/export`: a report composed of sections over chosen agents and days
+//! (see [`super::report`]), gathered from the rollups and rendered by an analytics-exporter
+//! plugin (csv, json, pdf or an uploaded one) in a durable background job;
+//! `GET /api/analytics/export/{job_id}` shows its progress and links the file, which
+//! `…/file` serves.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -15,7 +16,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::metrics::{self, Scope, TimeRange};
+use sqlx::types::Json as SqlJson;
+
+use super::metrics::TimeRange;
+use super::report::{self, Asked, Composition, Section};
+use super::sections::{self, ReportRun};
 use crate::access::target_workspace;
 use crate::args;
 use crate::auth::AuthUser;
@@ -62,20 +67,49 @@ pub struct ExportRequest {
     pub format: Option<Format>,
     /// Any analytics-exporter plugin installed in the workspace.
     pub plugin_id: Option<String>,
-    #[serde(default)]
-    pub time_range: TimeRange,
+    /// What the report holds, in this order (default `["performance"]`; repeats are dropped).
+    pub sections: Option<Vec<Section>>,
+    /// The agents it covers (at most 50, each one the caller sees; default: every agent the
+    /// caller sees). `project_ids` is accepted as an alias.
+    #[serde(alias = "project_ids")]
+    pub agent_ids: Option<Vec<Uuid>>,
+    /// The last 7, 30 (default) or 90 days; or give `from` (and `to`, default today).
+    pub time_range: Option<TimeRange>,
+    /// First day (UTC) of a custom period of at most 366 days.
+    pub from: Option<NaiveDate>,
+    /// Last day (UTC) of a custom period, not after today.
+    pub to: Option<NaiveDate>,
     /// A title for the report (default "Nova agent performance").
     pub title: Option<String>,
-    /// The workspace whose exporter installation to use (default: the caller's personal one).
+    /// The workspace whose exporter installation to use, and whose knowledge the `knowledge`
+    /// section reports (default: the caller's personal one).
     pub workspace_id: Option<Uuid>,
 }
 
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+impl ExportRequest {
+    fn asked(&mut self) -> Asked {
+        Asked {
+            sections: self.sections.take(),
+            agent_ids: self.agent_ids.take(),
+            time_range: self.time_range.take(),
+            from: self.from.take(),
+            to: self.to.take(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ExportStatus {
     /// The export's (and its job's) id.
     pub id: Uuid,
     pub plugin_id: String,
+    /// `7d`, `30d`, `90d`, or `from..to` for a custom period.
     pub time_range: String,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub sections: Vec<Section>,
+    /// The agents named; empty: every agent the requester sees.
+    pub agent_ids: Vec<Uuid>,
     /// `queued`, `running`, `done` or `failed`.
     pub status: String,
     /// 0–100.
@@ -83,13 +117,65 @@ pub struct ExportStatus {
     pub error: Option<String>,
     pub content_type: Option<String>,
     pub file_name: Option<String>,
-    #[sqlx(skip)]
     pub size_bytes: Option<i64>,
     /// Where to download the file once `status` is `done`.
-    #[sqlx(skip)]
     pub download_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ExportRow {
+    id: Uuid,
+    plugin_id: String,
+    time_range: String,
+    composition: Option<SqlJson<Composition>>,
+    status: String,
+    progress: i64,
+    error: Option<String>,
+    content_type: Option<String>,
+    file_name: Option<String>,
+    size_bytes: Option<i64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// An export's composition; one from before reports were composed is the fixed report over
+/// its time range.
+fn composition_of(stored: Option<SqlJson<Composition>>, time_range: &str) -> Composition {
+    stored.map(|c| c.0).unwrap_or_else(|| {
+        let mut fixed = Composition::default();
+        if let Ok(time_range) = serde_json::from_value::<TimeRange>(json!(time_range)) {
+            fixed.days = report::Days::Last { time_range };
+        }
+        fixed
+    })
+}
+
+impl From<ExportRow> for ExportStatus {
+    fn from(row: ExportRow) -> Self {
+        let composition = composition_of(row.composition, &row.time_range);
+        let period = composition.days.period();
+        let done = row.status == "done";
+        ExportStatus {
+            id: row.id,
+            plugin_id: row.plugin_id,
+            time_range: row.time_range,
+            from: period.from,
+            to: period.to,
+            sections: composition.sections,
+            agent_ids: composition.agent_ids,
+            status: row.status,
+            progress: row.progress,
+            error: row.error,
+            content_type: row.content_type,
+            file_name: row.file_name,
+            size_bytes: row.size_bytes.filter(|_| done),
+            download_url: done.then(|| format!("/api/analytics/export/{}/file", row.id)),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
 }
 
 /// Starts an export; answers at once with the job to follow.
@@ -100,9 +186,10 @@ pub struct ExportStatus {
 async fn request_export(
     State(state): State<AppState>,
     auth: AuthUser,
-    AppJson(req): AppJson<ExportRequest>,
+    AppJson(mut req): AppJson<ExportRequest>,
 ) -> AppResult<(StatusCode, Json<ExportStatus>)> {
     state.count_job_start(auth.id).await?;
+    let composition = report::compose(&state.db, &auth, req.asked()).await?;
     let plugin_id = match (&req.plugin_id, req.format) {
         (Some(id), None) => id.clone(),
         (None, Some(format)) => format.plugin_id().to_owned(),
@@ -131,9 +218,10 @@ async fn request_export(
     let at = now();
     let mut tx = state.db.begin().await?;
     tx.execute(
-        "INSERT INTO analytics_exports (id, workspace_id, requested_by, plugin_id, time_range, status, progress, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, 'queued', 0, $6, $6)",
-        args![id, workspace_id, auth.id, plugin_id, req.time_range.as_str(), at],
+        "INSERT INTO analytics_exports (id, workspace_id, requested_by, plugin_id, time_range, composition, status, progress, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7)",
+        args![id, workspace_id, auth.id, plugin_id, composition.days.label(),
+            json!(composition), at],
     )
     .await?;
     crate::infra::jobs::enqueue(
@@ -151,27 +239,17 @@ async fn request_export(
 }
 
 async fn status_of(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<ExportStatus> {
-    let mut status: ExportStatus = state
+    let row: ExportRow = state
         .db
         .fetch_optional(
-            "SELECT id, plugin_id, time_range, status, progress, error, content_type, file_name, created_at, updated_at
+            "SELECT id, plugin_id, time_range, composition, status, progress, error, content_type, file_name,
+                CAST(LENGTH(file) AS BIGINT) AS size_bytes, created_at, updated_at
              FROM analytics_exports WHERE id = $1 AND requested_by = $2",
             args![id, caller],
         )
         .await?
         .ok_or(AppError::NotFound("export"))?;
-    if status.status == "done" {
-        let (size,): (i64,) = state
-            .db
-            .fetch_one(
-                "SELECT CAST(LENGTH(file) AS BIGINT) FROM analytics_exports WHERE id = $1",
-                args![id],
-            )
-            .await?;
-        status.size_bytes = Some(size);
-        status.download_url = Some(format!("/api/analytics/export/{id}/file"));
-    }
-    Ok(status)
+    Ok(row.into())
 }
 
 /// An export's progress (the caller's own exports only).
@@ -238,56 +316,13 @@ async fn export_file(
         .into_response())
 }
 
-/// The report's data: per day (zero-filled) and in total, over the agents the user sees.
-async fn gather(state: &AppState, user: Uuid, range: TimeRange) -> Result<Value, String> {
-    let rows = metrics::days(&state.db, &Scope::Visible(user), range.first_day())
-        .await
-        .map_err(|e| e.to_string())?;
-    let per_day = metrics::by_date(&rows);
-    let total = metrics::total(&rows);
-    let round = |x: f64| (x * 1000.0).round() / 1000.0;
-    let table: Vec<Value> = range
-        .dates()
-        .into_iter()
-        .map(|date| (date, per_day.get(&date).cloned().unwrap_or_default()))
-        .map(|(date, t)| {
-            json!([
-                date.to_string(),
-                t.conversations,
-                t.messages(),
-                t.agent_replies,
-                round(t.success_rate()),
-                round(t.error_rate()),
-                round(t.avg_response_time()),
-                t.satisfaction().map(round)
-            ])
-        })
-        .collect();
-    Ok(json!({
-        "time_range": range.as_str(),
-        "generated_at": now().to_rfc3339(),
-        "summary": {
-            "conversations": total.conversations,
-            "messages": total.messages(),
-            "agent_replies": total.agent_replies,
-            "success_rate": round(total.success_rate()),
-            "error_rate": round(total.error_rate()),
-            "avg_response_time_s": round(total.avg_response_time()),
-            "user_satisfaction": total.satisfaction().map(round),
-            "tokens": total.prompt_tokens + total.completion_tokens,
-        },
-        "columns": ["date", "conversations", "messages", "agent_replies", "success_rate",
-            "error_rate", "avg_response_time_s", "user_satisfaction"],
-        "rows": table,
-    }))
-}
-
 #[derive(sqlx::FromRow)]
 struct ExportJob {
     workspace_id: Uuid,
     requested_by: Uuid,
     plugin_id: String,
     time_range: String,
+    composition: Option<SqlJson<Composition>>,
     status: String,
 }
 
@@ -351,7 +386,7 @@ async fn unfinished(state: &AppState, id: Uuid) -> Result<Option<ExportJob>, Str
     let job: ExportJob = state
         .db
         .fetch_optional(
-            "SELECT workspace_id, requested_by, plugin_id, time_range, status FROM analytics_exports WHERE id = $1",
+            "SELECT workspace_id, requested_by, plugin_id, time_range, composition, status FROM analytics_exports WHERE id = $1",
             args![id],
         )
         .await
@@ -403,13 +438,20 @@ async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
         .as_str()
         .unwrap_or("Nova report")
         .to_owned();
-    let Some(job) = unfinished(state, id).await? else {
+    let Some(mut job) = unfinished(state, id).await? else {
         return Ok(());
     };
-    let range: TimeRange =
-        serde_json::from_value(json!(job.time_range)).map_err(|e| e.to_string())?;
+    let composition = composition_of(job.composition.take(), &job.time_range);
     set_progress(state, id, "running", 10, None).await?;
-    let data = gather(state, job.requested_by, range).await?;
+    let run = ReportRun {
+        owner: job.requested_by,
+        workspace_id: job.workspace_id,
+        title: &title,
+        composition: &composition,
+    };
+    let data = sections::gather(state, &run)
+        .await
+        .map_err(|e| e.to_string())?;
     set_progress(state, id, "running", 50, None).await?;
     let outcome = match usable(
         &state.db,

@@ -8,10 +8,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::metrics::{self, Scope, TimeRange, ratio};
+use super::metrics::{self, Period, Scope, TimeRange, VariantTotals, ratio};
 use super::stats::{self, TestResult};
 use crate::access::{Role, require_role};
 use crate::auth::AuthUser;
+use crate::db::Db;
 use crate::error::{AppError, AppJson, AppQuery, AppResult};
 use crate::projects::queries as projects;
 use crate::state::AppState;
@@ -140,6 +141,12 @@ pub struct IntentShare {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ConversationInsights {
     pub time_range: TimeRange,
+    #[serde(flatten)]
+    pub insights: Insights,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Insights {
     pub total_messages: i64,
     /// Shares of user messages by sentiment (scored when written, lexicon-based with negation).
     pub sentiment_analysis: SentimentShares,
@@ -183,40 +190,46 @@ async fn conversations(
             } else {
                 Scope::Visible(auth.id)
             };
-            let from = range.first_day();
-            let total = metrics::total(&metrics::days(&state.db, &scope, from).await?);
-            let users = total.user_messages;
-            let topics = metrics::labels(&state.db, &scope, from, "topic:", 50).await?;
-            let intents = metrics::labels(&state.db, &scope, from, "intent:", 20).await?;
             AppResult::Ok(ConversationInsights {
                 time_range: range,
-                total_messages: total.messages(),
-                sentiment_analysis: SentimentShares {
-                    positive: ratio(total.positive_messages, users),
-                    neutral: ratio(total.neutral_messages, users),
-                    negative: ratio(total.negative_messages, users),
-                },
-                topics: topics
-                    .into_iter()
-                    .map(|l| TopicShare {
-                        topic: l.label.trim_start_matches("topic:").to_owned(),
-                        frequency: ratio(l.messages, users),
-                        count: l.messages,
-                    })
-                    .collect(),
-                intent_recognition: intents
-                    .into_iter()
-                    .map(|l| IntentShare {
-                        intent: l.label.trim_start_matches("intent:").to_owned(),
-                        share: ratio(l.messages, users),
-                        count: l.messages,
-                        example: l.example,
-                    })
-                    .collect(),
+                insights: insights(&state.db, &scope, range.period()).await?,
             })
         })
         .await?;
     Ok(Json(value))
+}
+
+/// Sentiment, topics and intents of the users' messages to the agents in `scope`.
+pub async fn insights(db: &Db, scope: &Scope<'_>, period: Period) -> AppResult<Insights> {
+    let total = metrics::total(&metrics::days(db, scope, period).await?);
+    let users = total.user_messages;
+    let topics = metrics::labels(db, scope, period, "topic:", 50).await?;
+    let intents = metrics::labels(db, scope, period, "intent:", 20).await?;
+    Ok(Insights {
+        total_messages: total.messages(),
+        sentiment_analysis: SentimentShares {
+            positive: ratio(total.positive_messages, users),
+            neutral: ratio(total.neutral_messages, users),
+            negative: ratio(total.negative_messages, users),
+        },
+        topics: topics
+            .into_iter()
+            .map(|l| TopicShare {
+                topic: l.label.trim_start_matches("topic:").to_owned(),
+                frequency: ratio(l.messages, users),
+                count: l.messages,
+            })
+            .collect(),
+        intent_recognition: intents
+            .into_iter()
+            .map(|l| IntentShare {
+                intent: l.label.trim_start_matches("intent:").to_owned(),
+                share: ratio(l.messages, users),
+                count: l.messages,
+                example: l.example,
+            })
+            .collect(),
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -265,10 +278,24 @@ async fn ab_comparison(
 ) -> AppResult<Json<AbComparison>> {
     projects::load(&state.db, auth.id, q.agent_id).await?;
     let range = q.time_range.unwrap_or_default();
-    let rows = metrics::variants(&state.db, q.agent_id, range.first_day()).await?;
+    let rows = metrics::variants(&state.db, q.agent_id, range.period()).await?;
+    let variants = compare(&rows);
+    if variants.is_empty() {
+        return Err(AppError::NotFound(
+            "conversations for this agent in the range",
+        ));
+    }
+    Ok(Json(AbComparison {
+        agent_id: q.agent_id,
+        time_range: range,
+        variants,
+    }))
+}
+
+/// Each variant's figures, and each but the first tested against the first (the control).
+pub fn compare(rows: &[VariantTotals]) -> Vec<VariantResult> {
     let control = rows.first().cloned();
-    let variants = rows
-        .iter()
+    rows.iter()
         .enumerate()
         .map(|(i, v)| {
             let t = &v.totals;
@@ -307,15 +334,5 @@ async fn ab_comparison(
                 response_time_test: r_test,
             }
         })
-        .collect::<Vec<_>>();
-    if variants.is_empty() {
-        return Err(AppError::NotFound(
-            "conversations for this agent in the range",
-        ));
-    }
-    Ok(Json(AbComparison {
-        agent_id: q.agent_id,
-        time_range: range,
-        variants,
-    }))
+        .collect()
 }

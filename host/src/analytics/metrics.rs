@@ -35,17 +35,16 @@ impl TimeRange {
         }
     }
 
-    /// The days of the range, oldest first, ending today (UTC).
-    pub fn dates(self) -> Vec<NaiveDate> {
-        let today = now().date_naive();
-        (0..self.days())
-            .rev()
-            .map(|back| today - Duration::days(back))
-            .collect()
-    }
-
     pub fn first_day(self) -> NaiveDate {
         now().date_naive() - Duration::days(self.days() - 1)
+    }
+
+    /// The range as the days it covers, ending today.
+    pub fn period(self) -> Period {
+        Period {
+            from: self.first_day(),
+            to: now().date_naive(),
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -54,6 +53,23 @@ impl TimeRange {
             TimeRange::Month => "30d",
             TimeRange::Quarter => "90d",
         }
+    }
+}
+
+/// The days a read covers, both ends included (UTC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Period {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl Period {
+    /// Each day, oldest first.
+    pub fn dates(self) -> Vec<NaiveDate> {
+        self.from
+            .iter_days()
+            .take_while(|d| *d <= self.to)
+            .collect()
     }
 }
 
@@ -228,16 +244,15 @@ impl Scope<'_> {
     }
 }
 
-/// The rollup rows (per agent, day and variant) from `from` on.
-pub async fn days(db: &Db, scope: &Scope<'_>, from: NaiveDate) -> AppResult<Vec<DayTotals>> {
+/// The rollup rows (per agent, day and variant) of the period.
+pub async fn days(db: &Db, scope: &Scope<'_>, period: Period) -> AppResult<Vec<DayTotals>> {
     let mut binds = Vec::new();
     let condition = scope.condition("agent_id", &mut binds);
-    binds.push(from.into());
-    let f = binds.len();
+    let dates = period_condition(period, &mut binds);
     Ok(db
         .fetch_all(
             &format!(
-                "SELECT agent_id, date, {} FROM agent_metrics WHERE {condition} AND date >= ${f}",
+                "SELECT agent_id, date, {} FROM agent_metrics WHERE {condition} AND {dates}",
                 counter_columns()
             ),
             binds,
@@ -266,7 +281,14 @@ pub struct DayTotalsNoKey {
     pub rating_count: i64,
 }
 
-pub async fn variants(db: &Db, project_id: Uuid, from: NaiveDate) -> AppResult<Vec<VariantTotals>> {
+/// `date` within the period, with its binds.
+fn period_condition(period: Period, binds: &mut Vec<Arg>) -> String {
+    binds.push(period.from.into());
+    binds.push(period.to.into());
+    format!("date >= ${} AND date <= ${}", binds.len() - 1, binds.len())
+}
+
+pub async fn variants(db: &Db, project_id: Uuid, period: Period) -> AppResult<Vec<VariantTotals>> {
     Ok(db
         .fetch_all(
             "SELECT variant,
@@ -278,9 +300,9 @@ pub async fn variants(db: &Db, project_id: Uuid, from: NaiveDate) -> AppResult<V
                 CAST(SUM(latency_ms_sq_sum) AS DOUBLE PRECISION) AS latency_ms_sq_sum,
                 CAST(SUM(rating_sum) AS BIGINT) AS rating_sum,
                 CAST(SUM(rating_count) AS BIGINT) AS rating_count
-             FROM agent_metrics WHERE agent_id = $1 AND date >= $2
+             FROM agent_metrics WHERE agent_id = $1 AND date >= $2 AND date <= $3
              GROUP BY variant ORDER BY variant",
-            args![project_id, from],
+            args![project_id, period.from, period.to],
         )
         .await?)
 }
@@ -413,21 +435,20 @@ pub struct LabelCount {
 pub async fn labels(
     db: &Db,
     scope: &Scope<'_>,
-    from: NaiveDate,
+    period: Period,
     prefix: &str,
     limit: i64,
 ) -> AppResult<Vec<LabelCount>> {
     let mut binds = Vec::new();
     let condition = scope.condition("agent_id", &mut binds);
-    binds.push(from.into());
-    let f = binds.len();
+    let dates = period_condition(period, &mut binds);
     binds.push(format!("{prefix}%").into());
     let p = binds.len();
     Ok(db
         .fetch_all(
             &format!(
                 "SELECT label, CAST(SUM(messages) AS BIGINT) AS messages, MIN(example) AS example
-                 FROM message_labels WHERE {condition} AND date >= ${f} AND label LIKE ${p}
+                 FROM message_labels WHERE {condition} AND {dates} AND label LIKE ${p}
                  GROUP BY label ORDER BY 2 DESC, label LIMIT {limit}"
             ),
             binds,

@@ -9,12 +9,14 @@
 mod dashboard;
 pub mod demo;
 pub mod export;
-mod insights;
+pub mod insights;
 pub mod metrics;
+pub mod report;
 pub mod rollup;
+mod sections;
 pub mod stats;
 pub mod text;
-mod usage;
+pub mod usage;
 
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::metrics::{self, DayTotals, RangeQuery, Scope, TimeRange, ratio};
+use super::metrics::{self, DayTotals, Period, RangeQuery, Scope, TimeRange, ratio};
 use crate::auth::AuthUser;
 use crate::error::{AppQuery, AppResult};
 use crate::state::AppState;
@@ -53,6 +53,12 @@ pub struct ProjectUsage {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UsageReport {
     pub time_range: TimeRange,
+    #[serde(flatten)]
+    pub usage: Usage,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Usage {
     pub totals: UsageFigures,
     /// One entry per day, oldest first, zero-filled.
     pub daily: Vec<DailyUsage>,
@@ -97,16 +103,16 @@ struct TokenDays {
     errors: i64,
 }
 
-/// The caller's requests since `from`, in total and per API key.
-async fn api_requests(db: &crate::db::Db, caller: Uuid, from: NaiveDate) -> AppResult<ApiRequests> {
+/// The caller's requests over the period, in total and per API key.
+async fn api_requests(db: &crate::db::Db, caller: Uuid, period: Period) -> AppResult<ApiRequests> {
     let rows: Vec<TokenDays> = db
         .fetch_all(
             "SELECT a.token_id, a.api_key, t.name, CAST(SUM(a.requests) AS BIGINT) AS requests,
                 CAST(SUM(a.errors) AS BIGINT) AS errors
              FROM api_usage_daily a LEFT JOIN api_tokens t ON t.id = a.token_id
-             WHERE a.user_id = $1 AND a.date >= $2
+             WHERE a.user_id = $1 AND a.date >= $2 AND a.date <= $3
              GROUP BY a.token_id, a.api_key, t.name",
-            crate::args![caller, from],
+            crate::args![caller, period.from, period.to],
         )
         .await?;
     let mut report = ApiRequests::default();
@@ -166,67 +172,91 @@ async fn usage(
     let value = state
         .cache
         .get_or(&key, async {
-            let scope = Scope::Visible(auth.id);
-            let from = range.first_day();
-            let rows = metrics::days(&state.db, &scope, from).await?;
-            let mut binds = Vec::new();
-            let condition = scope.condition("agent_id", &mut binds);
-            binds.push(from.into());
-            let models: Vec<ModelDay> = state
-                .db
-                .fetch_all(
-                    &format!(
-                        "SELECT agent_id, date, model, prompt_tokens, completion_tokens FROM usage_daily
-                         WHERE {condition} AND date >= ${}",
-                        binds.len()
-                    ),
-                    binds,
-                )
-                .await?;
-            let prices = &state.config.model_prices;
-            let cost_of = |m: &ModelDay| {
-                prices.get(&m.model).map_or(0.0, |(p, c)| {
-                    (m.prompt_tokens as f64 * p + m.completion_tokens as f64 * c) / 1e6
-                })
-            };
-            let mut cost_by_day: BTreeMap<NaiveDate, f64> = BTreeMap::new();
-            let mut cost_by_agent: BTreeMap<Uuid, f64> = BTreeMap::new();
-            for m in &models {
-                *cost_by_day.entry(m.date).or_default() += cost_of(m);
-                *cost_by_agent.entry(m.agent_id).or_default() += cost_of(m);
-            }
-            let by_date = metrics::by_date(&rows);
-            let empty = DayTotals::default();
-            let mut by_project = Vec::new();
-            for (agent, t) in metrics::by_agent(&rows) {
-                let (name,): (String,) = state
-                    .db
-                    .fetch_one("SELECT name FROM projects WHERE id = $1", crate::args![agent])
-                    .await?;
-                by_project.push(ProjectUsage {
-                    project_id: agent,
-                    name,
-                    figures: figures(&t, cost_by_agent.get(&agent).copied().unwrap_or(0.0)),
-                });
-            }
-            by_project.sort_by(|a, b| b.figures.estimated_cost.total_cmp(&a.figures.estimated_cost));
+            let usage = measure(&state, auth.id, &Scope::Visible(auth.id), range.period()).await?;
             AppResult::Ok(UsageReport {
                 time_range: range,
-                totals: figures(&metrics::total(&rows), cost_by_day.values().sum()),
-                daily: range
-                    .dates()
-                    .into_iter()
-                    .map(|d| DailyUsage {
-                        date: d,
-                        figures: figures(by_date.get(&d).unwrap_or(&empty), cost_by_day.get(&d).copied().unwrap_or(0.0)),
-                    })
-                    .collect(),
-                by_project,
-                prices: prices.clone(),
-                webhooks: crate::webhooks::usage::usage(&state.db, auth.id, from).await?,
-                api: api_requests(&state.db, auth.id, from).await?,
+                usage,
             })
         })
         .await?;
     Ok(Json(value))
+}
+
+/// Usage and cost of the agents in `scope` over the period, with the caller's API requests
+/// and the webhook deliveries of the workspaces the caller administers.
+pub async fn measure(
+    state: &AppState,
+    caller: Uuid,
+    scope: &Scope<'_>,
+    period: Period,
+) -> AppResult<Usage> {
+    let rows = metrics::days(&state.db, scope, period).await?;
+    let mut binds = Vec::new();
+    let condition = scope.condition("agent_id", &mut binds);
+    binds.push(period.from.into());
+    binds.push(period.to.into());
+    let models: Vec<ModelDay> = state
+        .db
+        .fetch_all(
+            &format!(
+                "SELECT agent_id, date, model, prompt_tokens, completion_tokens FROM usage_daily
+                 WHERE {condition} AND date >= ${} AND date <= ${}",
+                binds.len() - 1,
+                binds.len()
+            ),
+            binds,
+        )
+        .await?;
+    let prices = &state.config.model_prices;
+    let cost_of = |m: &ModelDay| {
+        prices.get(&m.model).map_or(0.0, |(p, c)| {
+            (m.prompt_tokens as f64 * p + m.completion_tokens as f64 * c) / 1e6
+        })
+    };
+    let mut cost_by_day: BTreeMap<NaiveDate, f64> = BTreeMap::new();
+    let mut cost_by_agent: BTreeMap<Uuid, f64> = BTreeMap::new();
+    for m in &models {
+        *cost_by_day.entry(m.date).or_default() += cost_of(m);
+        *cost_by_agent.entry(m.agent_id).or_default() += cost_of(m);
+    }
+    let by_date = metrics::by_date(&rows);
+    let empty = DayTotals::default();
+    let mut by_project = Vec::new();
+    for (agent, t) in metrics::by_agent(&rows) {
+        let (name,): (String,) = state
+            .db
+            .fetch_one(
+                "SELECT name FROM projects WHERE id = $1",
+                crate::args![agent],
+            )
+            .await?;
+        by_project.push(ProjectUsage {
+            project_id: agent,
+            name,
+            figures: figures(&t, cost_by_agent.get(&agent).copied().unwrap_or(0.0)),
+        });
+    }
+    by_project.sort_by(|a, b| {
+        b.figures
+            .estimated_cost
+            .total_cmp(&a.figures.estimated_cost)
+    });
+    Ok(Usage {
+        totals: figures(&metrics::total(&rows), cost_by_day.values().sum()),
+        daily: period
+            .dates()
+            .into_iter()
+            .map(|d| DailyUsage {
+                date: d,
+                figures: figures(
+                    by_date.get(&d).unwrap_or(&empty),
+                    cost_by_day.get(&d).copied().unwrap_or(0.0),
+                ),
+            })
+            .collect(),
+        by_project,
+        prices: prices.clone(),
+        webhooks: crate::webhooks::usage::usage(&state.db, caller, period).await?,
+        api: api_requests(&state.db, caller, period).await?,
+    })
 }

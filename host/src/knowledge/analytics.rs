@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::access::{Role, require_role};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::Arg;
+use crate::db::{Arg, Db};
 use crate::error::{AppQuery, AppResult};
 use crate::state::AppState;
 
@@ -77,10 +77,22 @@ async fn analytics(
     auth: AuthUser,
     AppQuery(q): AppQuery<KnowledgeQuery>,
 ) -> AppResult<Json<KnowledgeAnalytics>> {
-    let mut binds: Vec<Arg> = args![auth.id];
-    let scope = match q.workspace_id {
+    if let Some(ws) = q.workspace_id {
+        require_role(&state.db, ws, auth.id, Role::Member).await?;
+    }
+    Ok(Json(measure(&state.db, auth.id, q.workspace_id).await?))
+}
+
+/// The knowledge figures of one workspace (already permission-checked) or of every workspace
+/// the caller is a member of.
+pub async fn measure(
+    db: &Db,
+    caller: Uuid,
+    workspace: Option<Uuid>,
+) -> AppResult<KnowledgeAnalytics> {
+    let mut binds: Vec<Arg> = args![caller];
+    let scope = match workspace {
         Some(ws) => {
-            require_role(&state.db, ws, auth.id, Role::Member).await?;
             binds.push(ws.into());
             "workspace_id = $2".to_owned()
         }
@@ -89,15 +101,13 @@ async fn analytics(
     };
     // $1 is bound in both cases, so every query takes the same binds.
     let scope = format!("{scope} AND $1 IS NOT NULL");
-    let (total_documents,): (i64,) = state
-        .db
+    let (total_documents,): (i64,) = db
         .fetch_one(
             &format!("SELECT COUNT(*) FROM documents WHERE {scope}"),
             binds.clone(),
         )
         .await?;
-    let most_referenced: Vec<Referenced> = state
-        .db
+    let most_referenced: Vec<Referenced> = db
         .fetch_all(
             &format!(
                 "SELECT k.document_id, d.title, k.reference_count, k.last_referenced, k.effectiveness_score
@@ -108,8 +118,7 @@ async fn analytics(
             binds.clone(),
         )
         .await?;
-    let gaps: Vec<GapRow> = state
-        .db
+    let gaps: Vec<GapRow> = db
         .fetch_all(
             &format!(
                 "SELECT workspace_id, question_key, example, occurrences, confidence_sum
@@ -120,8 +129,7 @@ async fn analytics(
         .await?;
     let mut knowledge_gaps = Vec::with_capacity(gaps.len());
     for g in gaps {
-        let closest: Vec<(String,)> = state
-            .db
+        let closest: Vec<(String,)> = db
             .fetch_all(
                 "SELECT title FROM documents WHERE workspace_id = $1 ORDER BY id DESC LIMIT 200",
                 args![g.workspace_id],
@@ -164,9 +172,9 @@ async fn analytics(
             suggested_documents,
         });
     }
-    Ok(Json(KnowledgeAnalytics {
+    Ok(KnowledgeAnalytics {
         total_documents,
         most_referenced,
         knowledge_gaps,
-    }))
+    })
 }

@@ -3,7 +3,7 @@
 //! Workspace members read and add documents; owners, admins and a document's author change
 //! and delete it.
 
-mod analytics;
+pub mod analytics;
 pub mod answer;
 mod auto_tag;
 mod documents;

@@ -70,9 +70,9 @@ pub struct Performance {
 async fn measure(db: &Db, project_id: Uuid, range: TimeRange) -> AppResult<Performance> {
     let ids = [project_id];
     let scope = Scope::Agents(&ids);
-    let from = range.first_day();
-    let rows = metrics::days(db, &scope, from).await?;
-    let questions = metrics::labels(db, &scope, from, "question:", 10).await?;
+    let period = range.period();
+    let rows = metrics::days(db, &scope, period).await?;
+    let questions = metrics::labels(db, &scope, period, "question:", 10).await?;
     let total = metrics::total(&rows);
     let by_date = metrics::by_date(&rows);
     let empty = DayTotals::default();
@@ -93,7 +93,7 @@ async fn measure(db: &Db, project_id: Uuid, range: TimeRange) -> AppResult<Perfo
                 .collect(),
             error_rate: total.error_rate(),
         },
-        historical_data: range
+        historical_data: period
             .dates()
             .into_iter()
             .map(|date| {

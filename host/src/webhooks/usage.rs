@@ -2,13 +2,14 @@
 //! and day, counted as attempts settle (`webhook_usage_daily`), so a report reads O(days ×
 //! endpoints) rows.
 
-use chrono::NaiveDate;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::sender::{Outcome, Target};
-use crate::analytics::metrics::{LATENCY_COLUMNS, LatencyBuckets, histogram_quantile, ratio};
+use crate::analytics::metrics::{
+    LATENCY_COLUMNS, LatencyBuckets, Period, histogram_quantile, ratio,
+};
 use crate::args;
 use crate::db::{Db, Tx, now};
 use crate::error::AppResult;
@@ -80,19 +81,19 @@ struct Day {
     latency: LatencyBuckets,
 }
 
-/// The caller's webhook figures since `from` (their workspaces where they are owner or
+/// The caller's webhook figures over the period (their workspaces where they are owner or
 /// admin).
-pub async fn usage(db: &Db, caller: Uuid, from: NaiveDate) -> AppResult<WebhookUsage> {
+pub async fn usage(db: &Db, caller: Uuid, period: Period) -> AppResult<WebhookUsage> {
     let days: Vec<Day> = db
         .fetch_all(
             &format!(
                 "SELECT u.attempts, u.failed_attempts, u.succeeded, u.failed, {}
                  FROM workspace_members m
                  JOIN webhook_usage_daily u ON u.workspace_id = m.workspace_id
-                 WHERE m.user_id = $1 AND m.role IN ('owner', 'admin') AND u.date >= $2",
+                 WHERE m.user_id = $1 AND m.role IN ('owner', 'admin') AND u.date >= $2 AND u.date <= $3",
                 LATENCY_COLUMNS.map(|b| format!("u.{b}")).join(", ")
             ),
-            args![caller, from],
+            args![caller, period.from, period.to],
         )
         .await?;
     let mut total = WebhookUsage::default();
