@@ -143,6 +143,9 @@ pub struct Config {
     /// `NOVA_WORKFLOW_MAX_ACTIVE_RUNS`: how many runs of one workspace may be queued, running
     /// or waiting at once; more are refused (429) or, from triggers, skipped.
     pub workflow_max_active_runs: i64,
+    /// `NOVA_REPORT_MIN_INTERVAL_SECS`: the shortest gap a report schedule may have between
+    /// two runs.
+    pub report_min_interval_secs: i64,
     /// `NOVA_EVENT_RETENTION_DAYS`: how long the event log keeps an event.
     pub event_retention_days: i64,
     /// `NOVA_PLUGIN_TIMEOUT_MS`: the wall-clock deadline of one plugin call (its host calls
@@ -283,6 +286,7 @@ impl Default for Config {
             job_workers: 2,
             workflow_workers: 64,
             workflow_max_active_runs: 1_000,
+            report_min_interval_secs: 3_600,
             event_retention_days: 90,
             plugin_timeout_ms: 1_000,
             plugin_memory_mb: 64,
@@ -334,6 +338,7 @@ struct FileConfig {
     job_workers: Option<u32>,
     workflow_workers: Option<u32>,
     workflow_max_active_runs: Option<i64>,
+    report_min_interval_secs: Option<i64>,
     event_retention_days: Option<i64>,
     plugin_timeout_ms: Option<u64>,
     plugin_memory_mb: Option<u64>,
@@ -556,6 +561,13 @@ impl Config {
             file.workflow_max_active_runs,
             c.workflow_max_active_runs,
             1..=1_000_000,
+        )?;
+        c.report_min_interval_secs = number(
+            "NOVA_REPORT_MIN_INTERVAL_SECS",
+            env("NOVA_REPORT_MIN_INTERVAL_SECS"),
+            file.report_min_interval_secs,
+            c.report_min_interval_secs,
+            1..=31_622_400,
         )?;
         c.event_retention_days = number(
             "NOVA_EVENT_RETENTION_DAYS",

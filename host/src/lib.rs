@@ -66,6 +66,7 @@ pub async fn serve(
     webhooks::sender::spawn(state.clone());
     workflows::engine::spawn(state.clone());
     workflows::triggers::spawn_scheduler(state.clone());
+    analytics::reports::spawn_scheduler(state.clone());
     infra::api_usage::spawn_flush(
         state.api_usage.clone(),
         state.db.clone(),

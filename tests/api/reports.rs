@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem};
+use crate::helpers::{TestApp, assert_problem, eventually, recorder};
 use crate::on_both;
 
 const CYRILLIC: &str = "Агент поддержки";
@@ -242,3 +242,155 @@ async fn composed_reports_cover_what_was_asked(app: TestApp) {
     app.finish().await;
 }
 on_both!(composed_reports_cover_what_was_asked);
+
+async fn scheduled_reports_run_and_reach_their_recipients(app: TestApp) {
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    let carol = app.register("carol").await;
+    let members = format!("/api/team/workspaces/{}/members", alice.workspace_id);
+    let r = app
+        .post(
+            &members,
+            &alice.token,
+            json!({"email": bob.email, "role": "member"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    // A local server stands in for Slack: `hooks.slack.com` resolves to it.
+    let (stand_in, seen) = recorder().await;
+    let port = stand_in.rsplit(':').next().unwrap();
+    let r = app
+        .post(
+            "/api/integrations/slack/install",
+            &alice.token,
+            json!({"config": {"webhook_url": format!("http://hooks.slack.com:{port}/services/T/B/X")}}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let agent = app.agent(&alice, json!({})).await;
+    let session = app.create_session(&alice, &agent).await;
+    app.post_message(&alice, &session, "Hello").await;
+
+    let report = |schedule: &str, recipients: Value, export: Value| {
+        json!({"name": "Weekly board pack", "schedule": schedule, "recipients": recipients,
+            "export": export})
+    };
+    let csv = json!({"format": "csv", "sections": ["performance"], "time_range": "7d"});
+    let to_bob = json!({"user_ids": [bob.id], "integration_id": "slack"});
+    for (body, status) in [
+        (report("nope", to_bob.clone(), csv.clone()), 422),
+        (report("0 0 30 2 *", to_bob.clone(), csv.clone()), 422),
+        // Every second: more often than the instance allows (2 s here).
+        (report("* * * * * *", to_bob.clone(), csv.clone()), 422),
+        (
+            report(
+                "*/2 * * * * *",
+                json!({"user_ids": [carol.id]}),
+                csv.clone(),
+            ),
+            422,
+        ),
+        (
+            report(
+                "*/2 * * * * *",
+                json!({"integration_id": "keyword-tagger"}),
+                csv.clone(),
+            ),
+            422,
+        ),
+        (
+            report(
+                "*/2 * * * * *",
+                to_bob.clone(),
+                json!({"format": "csv", "sections": []}),
+            ),
+            422,
+        ),
+        (
+            report("*/2 * * * * *", json!({"users": []}), csv.clone()),
+            422,
+        ),
+    ] {
+        let r = app
+            .post("/api/analytics/reports", &alice.token, body.clone())
+            .await;
+        assert_problem(&r, status);
+    }
+    let created = app
+        .post(
+            "/api/analytics/reports",
+            &alice.token,
+            report("*/2 * * * * *", to_bob, csv),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(created.body["owner_id"], alice.id);
+    assert_eq!(created.body["recipients"]["user_ids"], json!([bob.id]));
+    assert_eq!(created.body["recipients"]["integration_id"], "slack");
+    assert_eq!(created.body["sections"], json!(["performance"]));
+    assert_eq!(created.body["time_range"], "7d");
+    assert!(created.body["next_run_at"].is_string());
+
+    // Members of the workspace see it; others do not.
+    let listed = app.get("/api/analytics/reports", &bob.token).await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    assert_eq!(listed.body["items"][0]["id"], id);
+    let theirs = app.get("/api/analytics/reports", &carol.token).await;
+    assert_eq!(theirs.body["items"], json!([]));
+    assert_problem(
+        &app.get(&format!("/api/analytics/reports/{id}"), &carol.token)
+            .await,
+        404,
+    );
+
+    // The scheduler runs it as alice; bob, a recipient, can read and download the export.
+    let export_id = eventually("a scheduled run", || async {
+        let r = app
+            .get(&format!("/api/analytics/reports/{id}"), &alice.token)
+            .await;
+        r.body["last_export_id"].as_str().map(str::to_owned)
+    })
+    .await;
+    let done = app.export_done(&bob.token, &export_id).await;
+    assert_eq!(done["status"], "done", "{done}");
+    assert_eq!(done["report_id"], id);
+    let (content_type, file) = app
+        .download(&bob.token, done["download_url"].as_str().unwrap())
+        .await;
+    assert!(content_type.starts_with("text/csv"));
+    assert!(String::from_utf8(file).unwrap().contains("Performance"));
+    assert_problem(
+        &app.get(&format!("/api/analytics/export/{export_id}"), &carol.token)
+            .await,
+        404,
+    );
+    // And Slack hears of it, with the link.
+    let log = &seen;
+    let post = eventually("a post to Slack", move || async move {
+        log.lock().unwrap().first().map(|(_, body)| body.clone())
+    })
+    .await;
+    assert!(post.contains("Weekly board pack"), "{post}");
+    assert!(
+        post.contains("https://nova.example.com/api/analytics/export/"),
+        "{post}"
+    );
+
+    // Running it by hand and deleting it are for its owner (or a workspace admin).
+    let run = format!("/api/analytics/reports/{id}/run");
+    assert_problem(&app.post(&run, &bob.token, json!({})).await, 403);
+    let ran = app.post(&run, &alice.token, json!({})).await;
+    assert_eq!(ran.status, 202, "{:?}", ran.body);
+    assert_eq!(ran.body["report_id"], id);
+    let path = format!("/api/analytics/reports/{id}");
+    assert_problem(&app.delete(&path, &bob.token).await, 403);
+    assert_eq!(app.delete(&path, &alice.token).await.status, 204);
+    assert_problem(&app.get(&path, &alice.token).await, 404);
+    app.finish().await;
+}
+on_both!(scheduled_reports_run_and_reach_their_recipients, |c| {
+    c.resolve = vec![("hooks.slack.com".into(), [127, 0, 0, 1].into())];
+    c.public_url = Some("https://nova.example.com".into());
+    c.report_min_interval_secs = 2;
+});

@@ -24,7 +24,7 @@ use super::sections::{self, ReportRun};
 use crate::access::target_workspace;
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{new_id, now};
+use crate::db::{Tx, new_id, now};
 use crate::error::{AppError, AppJson, AppPath, AppResult};
 use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::infra::jobs::{JobFuture, JobHandler};
@@ -110,6 +110,8 @@ pub struct ExportStatus {
     pub sections: Vec<Section>,
     /// The agents named; empty: every agent the requester sees.
     pub agent_ids: Vec<Uuid>,
+    /// The scheduled report that made it, if one did.
+    pub report_id: Option<Uuid>,
     /// `queued`, `running`, `done` or `failed`.
     pub status: String,
     /// 0–100.
@@ -130,6 +132,7 @@ struct ExportRow {
     plugin_id: String,
     time_range: String,
     composition: Option<SqlJson<Composition>>,
+    report_id: Option<Uuid>,
     status: String,
     progress: i64,
     error: Option<String>,
@@ -165,6 +168,7 @@ impl From<ExportRow> for ExportStatus {
             to: period.to,
             sections: composition.sections,
             agent_ids: composition.agent_ids,
+            report_id: row.report_id,
             status: row.status,
             progress: row.progress,
             error: row.error,
@@ -186,10 +190,35 @@ impl From<ExportRow> for ExportStatus {
 async fn request_export(
     State(state): State<AppState>,
     auth: AuthUser,
-    AppJson(mut req): AppJson<ExportRequest>,
+    AppJson(req): AppJson<ExportRequest>,
 ) -> AppResult<(StatusCode, Json<ExportStatus>)> {
     state.count_job_start(auth.id).await?;
-    let composition = report::compose(&state.db, &auth, req.asked()).await?;
+    let prepared = prepare(&state, &auth, req).await?;
+    let mut tx = state.db.begin().await?;
+    let id = queue(&mut tx, &prepared, auth.id, None).await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(status_of(&state, auth.id, id).await?),
+    ))
+}
+
+/// A checked export request: what to render, with what, where.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub plugin_id: String,
+    pub title: String,
+    pub workspace_id: Uuid,
+    pub composition: Composition,
+}
+
+/// Checks an export request: its exporter, its title, its workspace and its composition.
+pub async fn prepare(
+    state: &AppState,
+    auth: &AuthUser,
+    mut req: ExportRequest,
+) -> AppResult<Prepared> {
+    let composition = report::compose(&state.db, auth, req.asked()).await?;
     let plugin_id = match (&req.plugin_id, req.format) {
         (Some(id), None) => id.clone(),
         (None, Some(format)) => format.plugin_id().to_owned(),
@@ -211,40 +240,53 @@ async fn request_export(
             "must hold at most 200 characters",
         ));
     }
-    let workspace_id = target_workspace(&state, &auth, req.workspace_id).await?;
+    let workspace_id = target_workspace(state, auth, req.workspace_id).await?;
     // Checked now so that a wrong choice is a 4xx, not a failed job.
     usable(&state.db, workspace_id, &plugin_id, Kind::AnalyticsExporter).await?;
+    Ok(Prepared {
+        plugin_id,
+        title,
+        workspace_id,
+        composition,
+    })
+}
+
+/// Queues the export's job in the transaction; the export's id.
+pub async fn queue(
+    tx: &mut Tx,
+    prepared: &Prepared,
+    requested_by: Uuid,
+    report_id: Option<Uuid>,
+) -> AppResult<Uuid> {
     let id = new_id();
-    let at = now();
-    let mut tx = state.db.begin().await?;
+    let composition = &prepared.composition;
     tx.execute(
-        "INSERT INTO analytics_exports (id, workspace_id, requested_by, plugin_id, time_range, composition, status, progress, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, 'queued', 0, $7, $7)",
-        args![id, workspace_id, auth.id, plugin_id, composition.days.label(),
-            json!(composition), at],
+        "INSERT INTO analytics_exports (id, workspace_id, requested_by, plugin_id, time_range, composition, report_id,
+            status, progress, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8)",
+        args![id, prepared.workspace_id, requested_by, prepared.plugin_id.as_str(), composition.days.label(),
+            json!(composition), report_id, now()],
     )
     .await?;
     crate::infra::jobs::enqueue(
-        &mut tx,
+        tx,
         JOB_KIND,
-        auth.id,
-        json!({"export_id": id, "title": title}),
+        requested_by,
+        json!({"export_id": id, "title": prepared.title}),
     )
     .await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(status_of(&state, auth.id, id).await?),
-    ))
+    Ok(id)
 }
 
-async fn status_of(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<ExportStatus> {
+pub async fn status_of(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<ExportStatus> {
     let row: ExportRow = state
         .db
         .fetch_optional(
-            "SELECT id, plugin_id, time_range, composition, status, progress, error, content_type, file_name,
-                CAST(LENGTH(file) AS BIGINT) AS size_bytes, created_at, updated_at
-             FROM analytics_exports WHERE id = $1 AND requested_by = $2",
+            &format!(
+                "SELECT id, plugin_id, time_range, composition, report_id, status, progress, error, content_type,
+                    file_name, CAST(LENGTH(file) AS BIGINT) AS size_bytes, created_at, updated_at
+                 FROM analytics_exports e WHERE id = $1 AND {READABLE}"
+            ),
             args![id, caller],
         )
         .await?
@@ -252,7 +294,12 @@ async fn status_of(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<Export
     Ok(row.into())
 }
 
-/// An export's progress (the caller's own exports only).
+/// Who may read export `$1`: its requester (`$2`), and the recipients of the scheduled report
+/// that made it.
+const READABLE: &str = "(e.requested_by = $2 OR EXISTS (SELECT 1 FROM analytics_report_recipients r
+    WHERE r.report_id = e.report_id AND r.user_id = $2))";
+
+/// An export's progress (the caller's own exports, and those of reports sent to the caller).
 #[utoipa::path(get, path = "/api/analytics/export/{job_id}", tag = "analytics", security(("bearer" = [])),
     params(("job_id" = Uuid, Path)),
     responses((status = 200, body = ExportStatus), (status = 404, body = crate::error::Problem)))]
@@ -290,7 +337,9 @@ async fn export_file(
     } = state
         .db
         .fetch_optional(
-            "SELECT status, content_type, file_name, file FROM analytics_exports WHERE id = $1 AND requested_by = $2",
+            &format!(
+                "SELECT status, content_type, file_name, file FROM analytics_exports e WHERE id = $1 AND {READABLE}"
+            ),
             args![job_id, auth.id],
         )
         .await?
@@ -323,6 +372,7 @@ struct ExportJob {
     plugin_id: String,
     time_range: String,
     composition: Option<SqlJson<Composition>>,
+    report_id: Option<Uuid>,
     status: String,
 }
 
@@ -386,7 +436,8 @@ async fn unfinished(state: &AppState, id: Uuid) -> Result<Option<ExportJob>, Str
     let job: ExportJob = state
         .db
         .fetch_optional(
-            "SELECT workspace_id, requested_by, plugin_id, time_range, composition, status FROM analytics_exports WHERE id = $1",
+            "SELECT workspace_id, requested_by, plugin_id, time_range, composition, report_id, status
+             FROM analytics_exports WHERE id = $1",
             args![id],
         )
         .await
@@ -489,6 +540,9 @@ async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
                 json!({"export_id": id, "download_url": download_url}),
             )
             .await;
+            if let Some(report_id) = job.report_id {
+                super::reports::deliver(state, report_id, id, &download_url).await;
+            }
         }
         // A plugin's failure is the export's result, not a reason to retry the job.
         Err(reason) => fail(state, id, &job, reason).await?,

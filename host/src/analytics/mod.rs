@@ -12,6 +12,7 @@ pub mod export;
 pub mod insights;
 pub mod metrics;
 pub mod report;
+pub mod reports;
 pub mod rollup;
 mod sections;
 pub mod stats;
@@ -29,6 +30,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(insights::router())
         .merge(usage::router())
         .merge(export::router())
+        .merge(reports::router())
 }
 
 /// Called after analytics data of `workspace_id` changed: cached answers are outdated.

@@ -4,6 +4,7 @@
 pub mod api_usage;
 pub mod bus;
 pub mod cache;
+pub mod cron;
 pub mod eventlog;
 pub mod hashing;
 pub mod jobs;

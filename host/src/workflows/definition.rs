@@ -333,9 +333,10 @@ fn check_config(node: &Node, refs: &dyn References) -> Vec<(String, String)> {
                     )),
                 },
                 Some("schedule") => {
-                    if let Err(e) =
-                        text("cron").map_or(Err("is required".into()), super::cron::Schedule::parse)
-                    {
+                    if let Err(e) = text("cron").map_or(
+                        Err("is required".into()),
+                        crate::infra::cron::Schedule::parse,
+                    ) {
                         problems
                             .push(("/cron".into(), format!("is a cron expression in UTC: {e}")));
                     }

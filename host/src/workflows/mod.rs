@@ -4,7 +4,6 @@
 //! durably, on any replica, recording how each ended (`outcome`); `triggers` starts runs from
 //! events and schedules (`cron`), `hooks` from inbound webhooks.
 
-pub mod cron;
 pub mod crud;
 pub mod definition;
 pub mod engine;

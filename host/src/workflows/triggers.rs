@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::cron::Schedule;
 use super::crud::{WORKFLOW_COLUMNS, Workflow};
 use super::definition::{Definition, event_trigger};
 use super::engine::{self, Start};
@@ -17,6 +16,7 @@ use crate::args;
 use crate::automations::engine::MAX_DEPTH;
 use crate::db::now;
 use crate::error::{AppError, AppResult};
+use crate::infra::cron::Schedule;
 use crate::infra::eventlog::{Consumer, Event, Handled};
 use crate::state::AppState;
 
