@@ -75,6 +75,13 @@ impl From<axum::extract::multipart::MultipartError> for AppError {
     }
 }
 
+/// A multipart body whose boundary is missing or bad: 400 (the problem+json every error is).
+impl From<axum::extract::multipart::MultipartRejection> for AppError {
+    fn from(e: axum::extract::multipart::MultipartRejection) -> AppError {
+        AppError::BadRequest(format!("malformed multipart body: {}", e.body_text()))
+    }
+}
+
 /// Answers a unique-constraint violation as 409 with a message of what already exists;
 /// other database errors pass through.
 pub trait ConflictOnDuplicate<T> {

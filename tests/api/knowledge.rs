@@ -974,6 +974,100 @@ async fn pdf_and_docx_uploads(app: TestApp) {
 }
 on_both!(pdf_and_docx_uploads);
 
+/// A PDF document gets a new version by uploading the new file: extracted by the upload job,
+/// with its progress; the JSON form still works; permission is checked before the body.
+async fn a_new_version_can_be_a_file(app: TestApp) {
+    use reqwest::multipart::{Form, Part};
+    let alice = app.register("alice").await;
+    let bob = app.register("bob").await;
+    app.post(
+        &format!("/api/team/workspaces/{}/members", alice.workspace_id),
+        &alice.token,
+        json!({"email": bob.email, "role": "member"}),
+    )
+    .await;
+    let file = |name: &str, bytes: Vec<u8>| Part::bytes(bytes).file_name(name.to_owned());
+    let form = Form::new().part(
+        "files",
+        file("warranty.pdf", pdf("The warranty lasts two years.")),
+    );
+    let (_, accepted) = upload(&app, &alice.token, form).await;
+    let done = until_done(&app, &alice.token, accepted["upload_id"].as_str().unwrap()).await;
+    let doc_id = done["files"][0]["document_id"].as_str().unwrap().to_owned();
+    let versions = format!("/api/knowledge/documents/{doc_id}/versions");
+
+    let new_pdf = || {
+        Form::new()
+            .part(
+                "file",
+                file("warranty-v2.pdf", pdf("The warranty now lasts five years.")),
+            )
+            .text("note", "Extended warranty")
+    };
+    // Bob is a member but not the author: refused before his file is read.
+    assert_problem(&app.multipart(&versions, &bob.token, new_pdf()).await, 403);
+    // Parts the endpoint does not know are named; a form without a file is refused.
+    let typo = Form::new()
+        .part("files", file("v2.pdf", pdf("x")))
+        .text("note", "n");
+    let r = app.multipart(&versions, &alice.token, typo).await;
+    assert_problem(&r, 422);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("files"),
+        "{:?}",
+        r.body
+    );
+    let r = app
+        .multipart(&versions, &alice.token, Form::new().text("note", "n"))
+        .await;
+    assert_problem(&r, 422);
+
+    let r = app.multipart(&versions, &alice.token, new_pdf()).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let upload_id = r.body["upload_id"].as_str().unwrap().to_owned();
+    let done = until_done(&app, &alice.token, &upload_id).await;
+    assert_eq!(done["files"][0]["status"], "indexed", "{done}");
+    assert_eq!(done["files"][0]["document_id"], doc_id.as_str());
+    let list = app.get(&versions, &alice.token).await;
+    assert_eq!(list.body["items"][0]["version"], 2, "{:?}", list.body);
+    assert_eq!(list.body["items"][0]["note"], "Extended warranty");
+    let doc = app
+        .get(&format!("/api/knowledge/documents/{doc_id}"), &alice.token)
+        .await;
+    assert!(
+        doc.body["content"].as_str().unwrap().contains("five years"),
+        "{:?}",
+        doc.body
+    );
+    let found = app
+        .get("/api/knowledge/search?q=five%20years", &alice.token)
+        .await;
+    assert_eq!(column(&found.body, "results", "title"), ["warranty"]);
+
+    // The same file again repeats the current version: the file ends a duplicate.
+    let r = app.multipart(&versions, &alice.token, new_pdf()).await;
+    let done = until_done(&app, &alice.token, r.body["upload_id"].as_str().unwrap()).await;
+    assert_eq!(done["files"][0]["status"], "duplicate", "{done}");
+    // A file that cannot be read fails with the reason, and the document stays at version 2.
+    let broken = Form::new().part("file", file("v3.pdf", b"%PDF-1.7 broken".to_vec()));
+    let r = app.multipart(&versions, &alice.token, broken).await;
+    let done = until_done(&app, &alice.token, r.body["upload_id"].as_str().unwrap()).await;
+    assert_eq!(done["files"][0]["status"], "failed", "{done}");
+    assert!(done["files"][0]["reason"].as_str().unwrap().contains("PDF"));
+
+    // The JSON form still works.
+    let r = app
+        .post(
+            &versions,
+            &alice.token,
+            json!({"content": "The warranty lasts ten years.", "note": "typed"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert_eq!(r.body["version"], 3);
+}
+on_both!(a_new_version_can_be_a_file);
+
 /// A host killed with SIGKILL during a bulk upload loses no file: after a restart, every file
 /// ends indexed or failed with a reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,6 +68,12 @@ struct Options {
     category: String,
     tags: Vec<String>,
     project_ids: Vec<Uuid>,
+    /// Set when the upload is a new version of this document rather than new documents.
+    #[serde(default)]
+    document_id: Option<Uuid>,
+    /// The new version's note.
+    #[serde(default)]
+    note: String,
 }
 
 /// A part the upload does not know: refused, so that a misspelt option (`project_id`) does
@@ -222,19 +228,7 @@ async fn upload(
                     format!("at most {MAX_FILES} files"),
                 ));
             }
-            let mut bytes = Vec::new();
-            let mut oversize = false;
-            while let Some(chunk) = field.chunk().await? {
-                total += chunk.len();
-                if total > MAX_REQUEST_BYTES {
-                    return Err(AppError::PayloadTooLarge);
-                }
-                if bytes.len() + chunk.len() > MAX_FILE_BYTES {
-                    oversize = true;
-                    continue;
-                }
-                bytes.extend_from_slice(&chunk);
-            }
+            let (bytes, oversize) = read_file(&mut field, &mut total).await?;
             files.push((file_name, bytes, oversize));
             continue;
         }
@@ -272,12 +266,87 @@ async fn upload(
     }
     let workspace_id = crate::access::target_workspace(&state, &auth, options.workspace_id).await?;
     options.workspace_id = Some(workspace_id);
+    let upload_id = record_upload(&state, auth.id, workspace_id, &options, files).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(status_of(&state, auth.id, upload_id).await?),
+    ))
+}
+
+/// Reads one file part: its bytes, or only whether it was larger than a file may be (the
+/// rest is read and dropped so the request's other parts can follow).
+async fn read_file(
+    field: &mut axum::extract::multipart::Field<'_>,
+    total: &mut usize,
+) -> AppResult<(Vec<u8>, bool)> {
+    let mut bytes = Vec::new();
+    let mut oversize = false;
+    while let Some(chunk) = field.chunk().await? {
+        *total += chunk.len();
+        if *total > MAX_REQUEST_BYTES {
+            return Err(AppError::PayloadTooLarge);
+        }
+        if bytes.len() + chunk.len() > MAX_FILE_BYTES {
+            oversize = true;
+            continue;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((bytes, oversize))
+}
+
+/// `POST /api/knowledge/documents/{id}/versions` with a file (the caller may edit `doc`):
+/// multipart `file` and an optional `note`, queued as an upload of one file whose job adds
+/// the document's next version.
+pub async fn queue_version(
+    state: &AppState,
+    user: Uuid,
+    doc: &super::Document,
+    mut form: Multipart,
+) -> AppResult<UploadStatus> {
+    let mut file = None;
+    let mut note = String::new();
+    let mut total = 0usize;
+    while let Some(mut field) = form.next_field().await? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match (name.as_str(), field.file_name().map(str::to_owned)) {
+            ("file", Some(_)) if file.is_some() => {
+                return Err(AppError::invalid("file", "send one file"));
+            }
+            ("file", Some(file_name)) => {
+                let (bytes, oversize) = read_file(&mut field, &mut total).await?;
+                file = Some((file_name, bytes, oversize));
+            }
+            ("note", None) => note = field.text().await?,
+            (other, _) => return Err(unknown_field(other)),
+        }
+    }
+    let file = file.ok_or_else(|| AppError::invalid("file", "send the new version as a file"))?;
+    super::versions::check_note(&note)?;
+    let options = Options {
+        workspace_id: Some(doc.workspace_id),
+        document_id: Some(doc.id),
+        note,
+        ..Options::default()
+    };
+    let upload_id = record_upload(state, user, doc.workspace_id, &options, vec![file]).await?;
+    status_of(state, user, upload_id).await
+}
+
+/// Stores an upload and its files, and queues a job for each file that can be processed.
+async fn record_upload(
+    state: &AppState,
+    user: Uuid,
+    workspace_id: Uuid,
+    options: &Options,
+    files: Vec<(String, Vec<u8>, bool)>,
+) -> AppResult<Uuid> {
     let upload_id = new_id();
     let at = now();
     let mut tx = state.db.begin().await?;
     tx.execute(
         "INSERT INTO uploads (id, workspace_id, user_id, options, created_at) VALUES ($1, $2, $3, $4, $5)",
-        args![upload_id, workspace_id, auth.id, json!(options), at],
+        args![upload_id, workspace_id, user, json!(options), at],
     )
     .await?;
     let mut seen: Vec<(String, String)> = Vec::new();
@@ -296,6 +365,9 @@ async fn upload(
                 "failed",
                 Some("unsupported file type: use txt, md, html, csv or json".to_owned()),
             )
+        } else if options.document_id.is_some() {
+            // A new version: whether it repeats the current one is the job's to say.
+            ("queued", None)
         } else if let Some((id, title)) = find_duplicate(&mut tx, workspace_id, &digest).await? {
             (
                 "duplicate",
@@ -333,15 +405,12 @@ async fn upload(
         )
         .await?;
         if status == "queued" {
-            crate::infra::jobs::enqueue(&mut tx, JOB_KIND, auth.id, json!({"file_id": file_id}))
+            crate::infra::jobs::enqueue(&mut tx, JOB_KIND, user, json!({"file_id": file_id}))
                 .await?;
         }
     }
     tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(status_of(&state, auth.id, upload_id).await?),
-    ))
+    Ok(upload_id)
 }
 
 async fn status_of(state: &AppState, user: Uuid, upload_id: Uuid) -> AppResult<UploadStatus> {
@@ -606,6 +675,9 @@ async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), St
         Ok(t) => t,
         Err(reason) => return set_status(state, &job, file_id, "failed", Some(reason), None).await,
     };
+    if let Some(document_id) = job.options.0.document_id {
+        return add_version(state, &job, file_id, document_id, &text).await;
+    }
     let title = job
         .file_name
         .rsplit_once('.')
@@ -643,14 +715,78 @@ async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), St
             announce(state, &job, file_id, status, None, Some(document_id)).await;
             Ok(())
         }
+        // The transaction ends before the file's status is written on another connection:
+        // on SQLite it holds the one write lock.
         Err(AppError::Conflict(why)) => {
+            drop(tx);
             set_status(state, &job, file_id, "duplicate", Some(why), None).await
         }
         Err(AppError::Unprocessable { detail, .. }) => {
+            drop(tx);
             set_status(state, &job, file_id, "failed", Some(detail), None).await
         }
         Err(e) => Err(unexpected(e)),
     }
+}
+
+/// The job's end for a new version: the document's next version, made as the uploader if
+/// they may still edit it.
+async fn add_version(
+    state: &AppState,
+    job: &FileJob,
+    file_id: Uuid,
+    document_id: Uuid,
+    text: &str,
+) -> Result<(), String> {
+    let mut tx = state.db.begin().await.map_err(unexpected)?;
+    let added = async {
+        let doc = super::load(&mut tx, job.user_id, document_id).await?;
+        doc.require_editor(job.user_id)?;
+        super::versions::add(&mut tx, job.user_id, &doc, text, &job.options.0.note)
+            .await
+            .map(|(_, indexing)| indexing)
+    }
+    .await;
+    let indexing = match added {
+        Ok(indexing) => indexing,
+        Err(e) => {
+            // The transaction ends before the file's status is written on another connection.
+            drop(tx);
+            return match e {
+                AppError::Conflict(why) => {
+                    set_status(
+                        state,
+                        job,
+                        file_id,
+                        "duplicate",
+                        Some(why),
+                        Some(document_id),
+                    )
+                    .await
+                }
+                AppError::Unprocessable { .. }
+                | AppError::Forbidden(_)
+                | AppError::NotFound(_)
+                | AppError::PayloadTooLarge => {
+                    set_status(state, job, file_id, "failed", Some(e.to_string()), None).await
+                }
+                other => Err(unexpected(other)),
+            };
+        }
+    };
+    let status = match indexing {
+        Indexing::Done => "indexed",
+        Indexing::Queued => "indexing",
+    };
+    tx.execute(
+        MARK_FILE,
+        mark_args(file_id, status, None, Some(document_id)),
+    )
+    .await
+    .map_err(unexpected)?;
+    state.events.commit(tx).await.map_err(unexpected)?;
+    announce(state, job, file_id, status, None, Some(document_id)).await;
+    Ok(())
 }
 
 /// The job failed for good (it kept erroring): the file fails with the last error, so that

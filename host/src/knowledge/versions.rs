@@ -2,8 +2,9 @@
 //! A new version becomes current and the search index follows it.
 
 use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -12,10 +13,10 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::documents::validate_content;
-use super::{FileType, index, load, sha256};
+use super::{Document, FileType, index, load, sha256};
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{Cursor, Page, PageQuery, now};
+use crate::db::{Cursor, Page, PageQuery, Tx, now};
 use crate::error::{AppError, AppJson, AppPath, AppQuery, AppResult, ConflictOnDuplicate};
 use crate::state::AppState;
 
@@ -23,6 +24,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(add_version, list_versions))
         .routes(routes!(diff))
+        // A new version may be a file of up to 10 MiB.
+        .layer(DefaultBodyLimit::max(
+            super::upload::MAX_FILE_BYTES + 1024 * 1024,
+        ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -54,55 +59,105 @@ fn file_type(name: &str) -> FileType {
     serde_json::from_value(serde_json::Value::String(name.to_owned())).unwrap_or(FileType::Txt)
 }
 
-/// Uploads a new version (author or workspace admin); identical content is refused (409).
+/// Adds a version (author or workspace admin): JSON `{content, note}` is stored at once (201);
+/// a multipart `file` (txt, md, html, csv, json, pdf or docx, at most 10 MiB) with an optional
+/// `note` is extracted by the bulk-upload job, with its limits and progress, and answered with
+/// the upload to follow (202, `GET /api/knowledge/upload/bulk/{id}`). Content identical to the
+/// current version is refused (409; for a file, the file ends `duplicate`).
 #[utoipa::path(post, path = "/api/knowledge/documents/{id}/versions", tag = "knowledge", security(("bearer" = [])),
-    params(("id" = Uuid, Path)), request_body = NewVersion,
-    responses((status = 201, body = Version), (status = 403, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem),
-        (status = 422, body = crate::error::Problem)))]
+    params(("id" = Uuid, Path)),
+    request_body(content(
+        (NewVersion = "application/json"),
+        (Object = "multipart/form-data"))),
+    responses((status = 201, body = Version), (status = 202, body = super::upload::UploadStatus),
+        (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem), (status = 413, body = crate::error::Problem),
+        (status = 422, body = crate::error::Problem), (status = 429, body = crate::error::Problem)))]
 async fn add_version(
     State(state): State<AppState>,
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
-    AppJson(req): AppJson<NewVersion>,
-) -> AppResult<(StatusCode, Json<Version>)> {
-    validate_content(&req.content)?;
-    if req.note.chars().count() > 500 {
-        return Err(AppError::invalid("note", "must be at most 500 characters"));
+    request: Request,
+) -> AppResult<Response> {
+    if is_multipart(request.headers()) {
+        // Who may change the document is settled before the file is read.
+        let doc = load(&state.db, auth.id, id).await?;
+        doc.require_editor(auth.id)?;
+        state.count_job_start(auth.id).await?;
+        let form = Multipart::from_request(request, &state).await?;
+        let status = super::upload::queue_version(&state, auth.id, &doc, form).await?;
+        return Ok((StatusCode::ACCEPTED, Json(status)).into_response());
     }
-    let digest = sha256(&req.content);
+    let AppJson(req) = AppJson::<NewVersion>::from_request(request, &state).await?;
+    validate_content(&req.content)?;
+    check_note(&req.note)?;
     let mut tx = state.db.begin().await?;
     let doc = load(&mut tx, auth.id, id).await?;
     doc.require_editor(auth.id)?;
+    let (created, _) = add(&mut tx, auth.id, &doc, &req.content, &req.note).await?;
+    state.events.commit(tx).await?;
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// A multipart new version.
+fn is_multipart(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("multipart/")
+        })
+}
+
+pub fn check_note(note: &str) -> AppResult<()> {
+    if note.chars().count() > 500 {
+        return Err(AppError::invalid("note", "must be at most 500 characters"));
+    }
+    Ok(())
+}
+
+/// Stores `content` as the document's next version in `tx` (the caller checked who may):
+/// current from now on, indexed (or queued for indexing when large), announced.
+pub async fn add(
+    tx: &mut Tx,
+    caller: Uuid,
+    doc: &Document,
+    content: &str,
+    note: &str,
+) -> AppResult<(Version, index::Indexing)> {
+    let digest = sha256(content);
     if digest == doc.sha256 {
         return Err(AppError::Conflict(
             "the content is the same as the current version".into(),
         ));
     }
+    let id = doc.id;
     let version = doc.current_version + 1;
     let at = now();
     tx.execute(
         "INSERT INTO document_versions (document_id, version, content, sha256, size_bytes, note, created_by, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        args![id, version, req.content.as_str(), &digest, req.content.len() as i64, req.note.trim(), auth.id, at],
+        args![id, version, content, &digest, content.len() as i64, note.trim(), caller, at],
     )
     .await?;
     tx.execute(
         "UPDATE documents SET current_version = $2, sha256 = $3, size_bytes = $4, updated_at = $5,
             version = version + 1
          WHERE id = $1",
-        args![id, version, &digest, req.content.len() as i64, at],
+        args![id, version, &digest, content.len() as i64, at],
     )
     .await
     .conflict_on_duplicate("the same content is already another document of this workspace")?;
-    index::reindex(
-        &mut tx,
+    let indexing = index::reindex(
+        tx,
         id,
         doc.workspace_id,
         version,
         file_type(&doc.file_type),
-        &req.content,
-        auth.id,
+        content,
+        caller,
     )
     .await?;
     let created: Version = tx
@@ -112,15 +167,14 @@ async fn add_version(
         )
         .await?;
     super::record_event(
-        &mut tx,
-        auth.id,
+        tx,
+        caller,
         "knowledge.document.updated",
         (doc.workspace_id, id, &doc.title),
         serde_json::json!({"version": version}),
     )
     .await?;
-    state.events.commit(tx).await?;
-    Ok((StatusCode::CREATED, Json(created)))
+    Ok((created, indexing))
 }
 
 /// The document's versions, newest first.
