@@ -419,7 +419,7 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     // A component that imports capabilities its manifest does not declare is warned about.
     let quiet = HOSTILE_MANIFEST
         .replace(
-            "capabilities = [\"log\", \"http\", \"kv\"]",
+            "capabilities = [\"log\", \"http\", \"kv\", \"events\"]",
             "capabilities = [\"log\"]",
         )
         .replace("http_hosts = [\"api.example.com\"]\n", "");
@@ -532,13 +532,16 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
         assert_eq!(r["status"], "error", "{input}: {r}");
         let error = r["error"].as_str().unwrap();
         assert!(error.contains(expected), "{input}: {error}");
-        // What it logged before it failed is kept for its author.
+        // What it logged before it failed is kept for its author, with what it wrote to
+        // stderr (the panic's message).
         let command = input.split_whitespace().next().unwrap_or_default();
-        assert_eq!(
-            r["logs"],
-            json!([format!("info: asked to {command}")]),
-            "{r}"
-        );
+        let logs = r["logs"].as_array().unwrap();
+        assert_eq!(logs[0], format!("info: asked to {command}"), "{r}");
+        let stderr: Vec<&str> = logs[1..].iter().map(|l| l.as_str().unwrap()).collect();
+        assert!(stderr.iter().all(|l| l.starts_with("stderr: ")), "{r}");
+        if command == "trap" {
+            assert!(stderr.iter().any(|l| l.contains("asked to trap")), "{r}");
+        }
         // The host keeps serving, and the plugin still works on the next call.
         assert_eq!(app.get("/healthz", &admin.token).await.status, 200);
         assert_eq!(test("again").await["status"], "ok");
@@ -575,8 +578,23 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
         .iter()
         .find(|i| i["error"].as_str().is_some_and(|e| e.contains("trapped")))
         .expect("the trap is in the log");
-    assert_eq!(trapped["logs"], json!(["info: asked to trap"]));
+    assert_eq!(trapped["logs"][0], "info: asked to trap");
+    assert!(
+        trapped["logs"][1].as_str().unwrap().starts_with("stderr: "),
+        "{trapped}"
+    );
     assert!(trapped["output"].is_null());
+    // What a plugin prints is in its log too.
+    let printed = test("print").await;
+    assert_eq!(
+        printed["logs"],
+        json!([
+            "info: asked to print",
+            "stdout: to stdout",
+            "stderr: to stderr"
+        ]),
+        "{printed}"
+    );
     // A dry run reads the installation's store and keeps its writes to itself.
     let dry = |text: &'static str| {
         let app = &app;
@@ -594,6 +612,34 @@ async fn hostile_plugins_fail_alone(app: TestApp) {
     assert_eq!(dry("kv").await["output"]["tags"][0]["name"], "count 4");
     assert_eq!(dry("kv").await["output"]["tags"][0]["name"], "count 4");
     assert_eq!(test("kv").await["output"]["tags"][0]["name"], "count 4");
+    // A dry run reports the events the plugin emits and does not act on them.
+    let agent = app.agent(&admin, json!({})).await;
+    let session = app.create_session(&admin, &agent).await;
+    let priority = || async {
+        app.get(&format!("/api/chat/sessions/{session}"), &admin.token)
+            .await
+            .body["priority"]
+            .clone()
+    };
+    let emitting = format!("priority {session}");
+    let r = app
+        .post(
+            "/api/integrations/hostile/test",
+            &admin.token,
+            json!({"text": emitting, "dry_run": true}),
+        )
+        .await;
+    assert_eq!(r.body["events"][0]["kind"], "chat.priority", "{:?}", r.body);
+    assert_eq!(priority().await, "normal");
+    let r = app
+        .post(
+            "/api/integrations/hostile/test",
+            &admin.token,
+            json!({"text": emitting}),
+        )
+        .await;
+    assert_eq!(r.body["events"][0]["kind"], "chat.priority", "{:?}", r.body);
+    assert_eq!(priority().await, "urgent");
     let errors = log.body["items"]
         .as_array()
         .unwrap()

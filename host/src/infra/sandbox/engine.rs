@@ -13,6 +13,7 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtx;
 
 use super::extism::ExtismPlugins;
+use super::output::Captured;
 use super::store::PluginState;
 use super::{
     Call, Called, Grants, Kind, Limits, Outcome, Output, PackageFormat, PluginError, bindings,
@@ -218,8 +219,12 @@ impl Runtime {
         };
         let deadline = self.limits.deadline;
         let stop_at = Instant::now() + deadline;
+        let (stdout, stderr) = (Captured::default(), Captured::default());
         let state = PluginState {
-            wasi: WasiCtx::builder().build(),
+            wasi: WasiCtx::builder()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .build(),
             table: ResourceTable::new(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(self.limits.memory_bytes)
@@ -263,9 +268,17 @@ impl Runtime {
                 },
             ),
         };
+        let mut logs = std::mem::take(&mut store.data_mut().logs);
+        for line in stdout
+            .lines("stdout: ")
+            .into_iter()
+            .chain(stderr.lines("stderr: "))
+        {
+            logs.push(line);
+        }
         Called {
             result,
-            logs: std::mem::take(&mut store.data_mut().logs).into_lines(),
+            logs: logs.into_lines(),
         }
     }
 

@@ -9,6 +9,7 @@ mod engine;
 mod extism;
 mod host;
 pub mod manifest;
+mod output;
 mod store;
 
 use std::collections::HashMap;

@@ -1,8 +1,9 @@
 //! Misbehaves as its input asks: `loop`, `memory`, `trap`, `http <url>`, `kv`, `kv-fill`,
-//! `log-flood` (it logs what it was asked first);
+//! `log-flood`, `print` (to stdout and stderr), `priority <session id>` (emits `chat.priority`)
+//! — it logs what it was asked first;
 //! anything else is echoed back as a tag. The host must survive each and report a clear error.
 
-use nova_plugin_sdk::auto_tagger::{Guest, HttpRequest, Scored, Tagging, host};
+use nova_plugin_sdk::auto_tagger::{Event, Guest, HttpRequest, Scored, Tagging, host};
 
 struct Hostile;
 
@@ -56,6 +57,19 @@ impl Guest for Hostile {
                     + 1;
                 host::kv::set("count", n.to_string().as_bytes())?;
                 Ok(tagged(&format!("count {n}")))
+            }
+            "print" => {
+                println!("to stdout");
+                eprintln!("to stderr");
+                Ok(tagged("printed"))
+            }
+            "priority" => {
+                let session = words.next().unwrap_or_default();
+                host::events::emit(&Event {
+                    kind: "chat.priority".into(),
+                    payload: format!(r#"{{"session_id": "{session}", "priority": "urgent"}}"#),
+                })?;
+                Ok(tagged("emitted"))
             }
             "kv-fill" => {
                 // New 64 KiB values until the store refuses one.
