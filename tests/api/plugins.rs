@@ -1293,3 +1293,77 @@ on_both!(
         c.job_rate_limit_per_minute = 2;
     }
 );
+
+/// The example plugins written in Python (componentize-py) and JavaScript (componentize-js),
+/// built by `.ci/run` into the files `NOVA_TEST_PYTHON_PLUGIN` and `NOVA_TEST_JS_PLUGIN` name:
+/// each uploads, installs with its settings, tags, logs, and reports its own error.
+async fn python_and_javascript_plugins_run(app: TestApp) {
+    let admin = app.register("admin").await;
+    let examples = [
+        (
+            "NOVA_TEST_PYTHON_PLUGIN",
+            "python-tagger",
+            include_str!("../../examples/python-tagger/nova-plugin.toml"),
+        ),
+        (
+            "NOVA_TEST_JS_PLUGIN",
+            "js-tagger",
+            include_str!("../../examples/js-tagger/nova-plugin.toml"),
+        ),
+    ];
+    for (variable, id, manifest) in examples {
+        let Some(wasm) = std::env::var_os(variable).and_then(|path| std::fs::read(path).ok())
+        else {
+            eprintln!("{variable} is not set to a built component: the {id} example is not run");
+            continue;
+        };
+        let (status, body) = upload(&app, &admin.token, manifest, &wasm, None).await;
+        assert_eq!(status, 201, "{id}: {body}");
+        let r = app
+            .post(
+                &format!("/api/integrations/{id}/install"),
+                &admin.token,
+                json!({"config": {"tags": 2}}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{id}: {:?}", r.body);
+        let test = |text: &'static str| {
+            let app = &app;
+            let token = admin.token.clone();
+            async move {
+                let r = app
+                    .post(
+                        &format!("/api/integrations/{id}/test"),
+                        &token,
+                        json!({"title": "Refunds", "text": text}),
+                    )
+                    .await;
+                assert_eq!(r.status, 200, "{id}: {:?}", r.body);
+                r.body
+            }
+        };
+        let tagged = test("Customers may request refunds within thirty days").await;
+        assert_eq!(tagged["status"], "ok", "{id}: {tagged}");
+        assert_eq!(
+            tagged["output"]["tags"],
+            json!([{"name": "customers", "confidence": 0.5}, {"name": "refunds", "confidence": 0.5}]),
+            "{id}: the two longest words, as configured"
+        );
+        let line = tagged["logs"][0].as_str().unwrap();
+        assert!(
+            line.starts_with("info: tagging") && line.ends_with("7 distinct words"),
+            "{id}: {line}"
+        );
+        let empty = test("  ").await;
+        assert_eq!(empty["status"], "error", "{id}: {empty}");
+        assert!(
+            empty["error"]
+                .as_str()
+                .unwrap()
+                .contains("there is no text to tag"),
+            "{id}: {empty}"
+        );
+    }
+    app.finish().await;
+}
+on_both!(python_and_javascript_plugins_run);
