@@ -1206,11 +1206,11 @@ async fn an_upload_asking_for_more_capabilities_waits_for_approval(app: TestApp)
         )
         .await;
     assert_problem(&typo, 422);
-    // The same bytes again, now asking for `events` too: the digest is unchanged, the grant
+    // The same bytes again, now asking for `config` too: the digest is unchanged, the grant
     // is not.
     let wider = HOSTILE_MANIFEST.replace(
-        r#"capabilities = ["log", "http", "kv"]"#,
         r#"capabilities = ["log", "http", "kv", "events"]"#,
+        r#"capabilities = ["log", "http", "kv", "events", "config"]"#,
     );
     assert_ne!(wider, HOSTILE_MANIFEST, "the test manifest changed");
     let (status, body) = upload(&app, &admin.token, &wider, HOSTILE_WASM, None).await;
