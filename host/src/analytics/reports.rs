@@ -320,7 +320,7 @@ pub struct ReportListQuery {
 #[utoipa::path(get, path = "/api/analytics/reports", tag = "analytics", security(("bearer" = [])),
     params(ReportListQuery),
     responses((status = 200, body = Page<ScheduledReport>), (status = 400, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem)))]
+        (status = 422, body = crate::error::Problem)))]
 async fn list_reports(
     State(state): State<AppState>,
     auth: AuthUser,
