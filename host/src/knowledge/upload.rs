@@ -20,7 +20,7 @@ use super::documents::{MAX_CONTENT_BYTES, NewRecord, find_duplicate, insert};
 use super::index::Indexing;
 use crate::args;
 use crate::auth::AuthUser;
-use crate::db::{new_id, now};
+use crate::db::{Tx, new_id, now};
 use crate::error::{AppError, AppPath, AppResult};
 use crate::infra::eventlog::{self, Cause, NewEvent, Subject};
 use crate::infra::jobs::{JobFuture, JobHandler};
@@ -697,72 +697,29 @@ async fn process(state: &AppState, payload: &serde_json::Value) -> Result<(), St
         sha256: job.sha256.clone(),
     };
     let mut tx = state.db.begin().await.map_err(unexpected)?;
-    match insert(&mut tx, record).await {
-        Ok((document_id, indexing)) => {
-            let status = match indexing {
-                Indexing::Done => "indexed",
-                Indexing::Queued => "indexing",
-            };
-            // The document and the file's status commit together: a crash in between would
-            // make the retry find the document and report the file as its own duplicate.
-            tx.execute(
-                MARK_FILE,
-                mark_args(file_id, status, None, Some(document_id)),
-            )
-            .await
-            .map_err(unexpected)?;
-            state.events.commit(tx).await.map_err(unexpected)?;
-            announce(state, &job, file_id, status, None, Some(document_id)).await;
-            Ok(())
-        }
-        // The transaction ends before the file's status is written on another connection:
-        // on SQLite it holds the one write lock.
-        Err(AppError::Conflict(why)) => {
-            drop(tx);
-            set_status(state, &job, file_id, "duplicate", Some(why), None).await
-        }
-        Err(AppError::Unprocessable { detail, .. }) => {
-            drop(tx);
-            set_status(state, &job, file_id, "failed", Some(detail), None).await
-        }
-        Err(e) => Err(unexpected(e)),
-    }
+    let made = insert(&mut tx, record).await;
+    conclude(state, &job, file_id, tx, made).await
 }
 
-/// The job's end for a new version: the document's next version, made as the uploader if
-/// they may still edit it.
-async fn add_version(
+/// Ends a file's job: the file's status commits with the document it made (a crash in
+/// between would make the retry find the document and report the file as its own duplicate),
+/// or says why it made none.
+async fn conclude(
     state: &AppState,
     job: &FileJob,
     file_id: Uuid,
-    document_id: Uuid,
-    text: &str,
+    mut tx: Tx,
+    made: AppResult<(Uuid, Indexing)>,
 ) -> Result<(), String> {
-    let mut tx = state.db.begin().await.map_err(unexpected)?;
-    let added = async {
-        let doc = super::load(&mut tx, job.user_id, document_id).await?;
-        doc.require_editor(job.user_id)?;
-        super::versions::add(&mut tx, job.user_id, &doc, text, &job.options.0.note)
-            .await
-            .map(|(_, indexing)| indexing)
-    }
-    .await;
-    let indexing = match added {
-        Ok(indexing) => indexing,
+    let (document_id, indexing) = match made {
+        Ok(made) => made,
         Err(e) => {
-            // The transaction ends before the file's status is written on another connection.
+            // The transaction ends before the file's status is written on another
+            // connection: on SQLite it holds the one write lock.
             drop(tx);
             return match e {
                 AppError::Conflict(why) => {
-                    set_status(
-                        state,
-                        job,
-                        file_id,
-                        "duplicate",
-                        Some(why),
-                        Some(document_id),
-                    )
-                    .await
+                    set_status(state, job, file_id, "duplicate", Some(why), None).await
                 }
                 AppError::Unprocessable { .. }
                 | AppError::Forbidden(_)
@@ -787,6 +744,27 @@ async fn add_version(
     state.events.commit(tx).await.map_err(unexpected)?;
     announce(state, job, file_id, status, None, Some(document_id)).await;
     Ok(())
+}
+
+/// The job's end for a new version: the document's next version, made as the uploader if
+/// they may still edit it.
+async fn add_version(
+    state: &AppState,
+    job: &FileJob,
+    file_id: Uuid,
+    document_id: Uuid,
+    text: &str,
+) -> Result<(), String> {
+    let mut tx = state.db.begin().await.map_err(unexpected)?;
+    let added = async {
+        let doc = super::load(&mut tx, job.user_id, document_id).await?;
+        doc.require_editor(job.user_id)?;
+        super::versions::add(&mut tx, job.user_id, &doc, text, &job.options.0.note)
+            .await
+            .map(|(_, indexing)| (document_id, indexing))
+    }
+    .await;
+    conclude(state, job, file_id, tx, added).await
 }
 
 /// The job failed for good (it kept erroring): the file fails with the last error, so that
