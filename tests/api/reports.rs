@@ -377,6 +377,24 @@ async fn scheduled_reports_run_and_reach_their_recipients(app: TestApp) {
         "{post}"
     );
 
+    // A recipient who leaves the workspace can no longer read the report's exports.
+    let r = app
+        .delete(&format!("{members}/{}", bob.id), &alice.token)
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    assert_problem(
+        &app.get(&format!("/api/analytics/export/{export_id}"), &bob.token)
+            .await,
+        404,
+    );
+    let r = app
+        .post(
+            &members,
+            &alice.token,
+            json!({"email": bob.email, "role": "member"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
     // Running it by hand and deleting it are for its owner (or a workspace admin).
     let run = format!("/api/analytics/reports/{id}/run");
     assert_problem(&app.post(&run, &bob.token, json!({})).await, 403);

@@ -295,8 +295,9 @@ pub async fn status_of(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<Ex
 }
 
 /// Who may read export `$1`: its requester (`$2`), and the recipients of the scheduled report
-/// that made it.
+/// that made it while they are members of its workspace.
 const READABLE: &str = "(e.requested_by = $2 OR EXISTS (SELECT 1 FROM analytics_report_recipients r
+    JOIN workspace_members m ON m.workspace_id = e.workspace_id AND m.user_id = r.user_id
     WHERE r.report_id = e.report_id AND r.user_id = $2))";
 
 /// An export's progress (the caller's own exports, and those of reports sent to the caller).

@@ -532,7 +532,17 @@ async fn try_deliver(
     };
     let message = json!({"report_id": report_id, "name": report.name, "export_id": export_id,
         "download_url": download_url});
-    for (_, user) in recipients_of(state, &[report_id]).await? {
+    // Recipients who have left the workspace hear nothing (and may no longer read it).
+    let members: Vec<(Uuid,)> = state
+        .db
+        .fetch_all(
+            "SELECT r.user_id FROM analytics_report_recipients r
+             JOIN workspace_members m ON m.workspace_id = $2 AND m.user_id = r.user_id
+             WHERE r.report_id = $1",
+            args![report_id, report.workspace_id],
+        )
+        .await?;
+    for (user,) in members {
         notify(state, user, "report.ready", message.clone()).await;
     }
     let Some(plugin) = &report.integration_id else {
