@@ -745,6 +745,14 @@ async fn analytics_exports_run_exporter_plugins(app: TestApp) {
             .await;
         assert_eq!(r.status, 202, "{:?}", r.body);
         assert_eq!(r.body["plugin_id"], format!("{format}-exporter"));
+        // `7d` is fixed when asked: the seven days up to today.
+        let today = chrono::Utc::now().date_naive();
+        assert_eq!(r.body["time_range"], "7d");
+        assert_eq!(r.body["to"], today.to_string());
+        assert_eq!(
+            r.body["from"],
+            (today - chrono::Duration::days(6)).to_string()
+        );
         let id = r.body["id"].as_str().unwrap().to_owned();
         let done = app.export_done(&alice.token, &id).await;
         assert_eq!(done["status"], "done", "{done}");
@@ -787,6 +795,7 @@ async fn analytics_exports_run_exporter_plugins(app: TestApp) {
     assert_eq!(json_type, "application/json");
     let report: Value = serde_json::from_slice(json_bytes).unwrap();
     assert_eq!(report["title"], "Weekly report");
+    assert_eq!(report["time_range"], "7d");
     assert_eq!(report["summary"]["conversations"], 1);
     assert_eq!(report["summary"]["agent_replies"], 2);
     assert_eq!(report["rows"].as_array().unwrap().len(), 7);

@@ -56,6 +56,31 @@ async fn composed_reports_cover_what_was_asked(app: TestApp) {
             assert_eq!(app.post_message(&alice, &session, text).await.status, 201);
         }
     }
+    // The Greek agent then splits new sessions between two variants (its first had none).
+    let r = app
+        .put(
+            &format!("/api/projects/{}/variants", greek["id"].as_str().unwrap()),
+            &alice.token,
+            json!({"variants": [{"name": "a", "weight": 50}, {"name": "b", "weight": 50}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut variants = std::collections::BTreeSet::from([String::new()]);
+    for _ in 0..6 {
+        let s = app
+            .post(
+                "/api/chat/sessions",
+                &alice.token,
+                json!({"agent_id": greek["id"]}),
+            )
+            .await;
+        variants.insert(s.body["variant"].as_str().unwrap().to_owned());
+        let sid = s.body["id"].as_str().unwrap();
+        assert_eq!(
+            app.post_message(&alice, sid, "Hello there").await.status,
+            201
+        );
+    }
     let today = chrono::Utc::now().date_naive();
     let week_ago = (today - chrono::Duration::days(6)).to_string();
     let ids = json!([cyrillic["id"], greek["id"]]);
@@ -196,8 +221,21 @@ async fn composed_reports_cover_what_was_asked(app: TestApp) {
         .find(|r| r["Figure"] == "Agent replies")
         .unwrap();
     assert_eq!(
-        replies["Value"], 3,
-        "the replies to the two agents' three messages"
+        replies["Value"], 9,
+        "the replies to the two agents' nine messages"
+    );
+    let ab = section(&report, "ab_tests");
+    let compared = table(ab, GREEK)["rows"].as_array().unwrap();
+    assert_eq!(compared.len(), variants.len(), "{ab}");
+    assert_eq!(
+        compared[0]["Variant"], "(none)",
+        "the control: sessions without a variant"
+    );
+    assert!(compared[0]["p (success rate)"].is_null());
+    assert_eq!(
+        ab["tables"].as_array().unwrap().len(),
+        1,
+        "only the agent with variants"
     );
     assert!(
         section(&report, "knowledge")["tables"]

@@ -251,7 +251,9 @@ pub async fn prepare(
     })
 }
 
-/// Queues the export's job in the transaction; the export's id.
+/// Queues the export's job in the transaction; the export's id. Its days are fixed now
+/// (`7d` is the seven days up to today), so the export covers, and says it covers, the
+/// same days however late its job runs or its status is read.
 pub async fn queue(
     tx: &mut Tx,
     prepared: &Prepared,
@@ -259,12 +261,20 @@ pub async fn queue(
     report_id: Option<Uuid>,
 ) -> AppResult<Uuid> {
     let id = new_id();
-    let composition = &prepared.composition;
+    let label = prepared.composition.days.label();
+    let period = prepared.composition.days.period();
+    let composition = Composition {
+        days: report::Days::Between {
+            from: period.from,
+            to: period.to,
+        },
+        ..prepared.composition.clone()
+    };
     tx.execute(
         "INSERT INTO analytics_exports (id, workspace_id, requested_by, plugin_id, time_range, composition, report_id,
             status, progress, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 0, $8, $8)",
-        args![id, prepared.workspace_id, requested_by, prepared.plugin_id.as_str(), composition.days.label(),
+        args![id, prepared.workspace_id, requested_by, prepared.plugin_id.as_str(), label,
             json!(composition), report_id, now()],
     )
     .await?;
@@ -499,6 +509,7 @@ async fn process(state: &AppState, payload: &Value) -> Result<(), String> {
         owner: job.requested_by,
         workspace_id: job.workspace_id,
         title: &title,
+        time_range: &job.time_range,
         composition: &composition,
     };
     let data = sections::gather(state, &run)

@@ -278,7 +278,7 @@ async fn ab_comparison(
 ) -> AppResult<Json<AbComparison>> {
     projects::load(&state.db, auth.id, q.agent_id).await?;
     let range = q.time_range.unwrap_or_default();
-    let rows = metrics::variants(&state.db, q.agent_id, range.period()).await?;
+    let rows = metrics::variants(&state.db, &Scope::Agents(&[q.agent_id]), range.period()).await?;
     let variants = compare(&rows);
     if variants.is_empty() {
         return Err(AppError::NotFound(

@@ -10,7 +10,6 @@ use uuid::Uuid;
 
 use super::rollup::LATENCY_BOUNDS_MS;
 use crate::access::{Archived, visible_projects};
-use crate::args;
 use crate::db::placeholders;
 use crate::db::{Arg, Db, now};
 use crate::error::AppResult;
@@ -260,9 +259,10 @@ pub async fn days(db: &Db, scope: &Scope<'_>, period: Period) -> AppResult<Vec<D
         .await?)
 }
 
-/// Per variant, for one agent, from `from` on.
+/// Per agent and variant, over a period.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct VariantTotals {
+    pub agent_id: Uuid,
     pub variant: String,
     #[sqlx(flatten)]
     pub totals: DayTotalsNoKey,
@@ -288,10 +288,15 @@ fn period_condition(period: Period, binds: &mut Vec<Arg>) -> String {
     format!("date >= ${} AND date <= ${}", binds.len() - 1, binds.len())
 }
 
-pub async fn variants(db: &Db, project_id: Uuid, period: Period) -> AppResult<Vec<VariantTotals>> {
+/// The variants of the agents in `scope`, ordered by agent and then variant.
+pub async fn variants(db: &Db, scope: &Scope<'_>, period: Period) -> AppResult<Vec<VariantTotals>> {
+    let mut binds = Vec::new();
+    let condition = scope.condition("agent_id", &mut binds);
+    let dates = period_condition(period, &mut binds);
     Ok(db
         .fetch_all(
-            "SELECT variant,
+            &format!(
+                "SELECT agent_id, variant,
                 CAST(SUM(total_conversations) AS BIGINT) AS conversations,
                 CAST(SUM(agent_replies) AS BIGINT) AS agent_replies,
                 CAST(SUM(successful_replies) AS BIGINT) AS successful_replies,
@@ -300,9 +305,10 @@ pub async fn variants(db: &Db, project_id: Uuid, period: Period) -> AppResult<Ve
                 CAST(SUM(latency_ms_sq_sum) AS DOUBLE PRECISION) AS latency_ms_sq_sum,
                 CAST(SUM(rating_sum) AS BIGINT) AS rating_sum,
                 CAST(SUM(rating_count) AS BIGINT) AS rating_count
-             FROM agent_metrics WHERE agent_id = $1 AND date >= $2 AND date <= $3
-             GROUP BY variant ORDER BY variant",
-            args![project_id, period.from, period.to],
+             FROM agent_metrics WHERE {condition} AND {dates}
+             GROUP BY agent_id, variant ORDER BY agent_id, variant"
+            ),
+            binds,
         )
         .await?)
 }

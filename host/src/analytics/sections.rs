@@ -25,6 +25,8 @@ pub struct ReportRun<'a> {
     pub owner: Uuid,
     pub workspace_id: Uuid,
     pub title: &'a str,
+    /// How the days were asked for (`7d`, or `from..to`).
+    pub time_range: &'a str,
     pub composition: &'a Composition,
 }
 
@@ -57,7 +59,9 @@ pub async fn gather(state: &AppState, run: &ReportRun<'_>) -> AppResult<Value> {
                 usage::measure(state, run.owner, &scope, period).await?,
                 &names,
             ),
-            Section::AbTests => ab_tests(&state.db, &names, period).await?,
+            Section::AbTests => {
+                ab_tests(metrics::variants(&state.db, &scope, period).await?, &names)
+            }
         };
         sections.push(json!({
             "id": section,
@@ -70,7 +74,7 @@ pub async fn gather(state: &AppState, run: &ReportRun<'_>) -> AppResult<Value> {
     let total = metrics::total(&rows);
     Ok(json!({
         "title": run.title,
-        "time_range": composition.days.label(),
+        "time_range": run.time_range,
         "from": period.from,
         "to": period.to,
         "generated_at": now().to_rfc3339(),
@@ -145,9 +149,10 @@ async fn names_of(
         .into_keys()
         .filter(|id| !names.contains_key(id))
         .collect();
-    if !missing.is_empty() {
+    // In slices, so that no query carries more placeholders than a database allows.
+    for slice in missing.chunks(500) {
         let mut binds = Vec::new();
-        let list = placeholders(&mut binds, missing.iter().map(|id| Arg::from(*id)));
+        let list = placeholders(&mut binds, slice.iter().map(|id| Arg::from(*id)));
         let found: Vec<(Uuid, String)> = db
             .fetch_all(
                 &format!("SELECT id, name FROM projects WHERE id IN ({list})"),
@@ -480,15 +485,15 @@ fn usage_section(found: usage::Usage, names: &BTreeMap<Uuid, String>) -> Body {
 }
 
 /// Every agent of the report that ran variants in the period, tested against its control.
-async fn ab_tests(db: &Db, names: &BTreeMap<Uuid, String>, period: Period) -> AppResult<Body> {
+fn ab_tests(rows: Vec<metrics::VariantTotals>, names: &BTreeMap<Uuid, String>) -> Body {
     let mut tables = Vec::new();
     let (mut labels, mut values) = (Vec::new(), Vec::new());
-    for (id, agent) in names {
-        let rows = metrics::variants(db, *id, period).await?;
-        if rows.len() < 2 {
+    for agent_rows in rows.chunk_by(|a, b| a.agent_id == b.agent_id) {
+        if agent_rows.len() < 2 {
             continue;
         }
-        let compared = insights::compare(&rows);
+        let agent = name(names, &agent_rows[0].agent_id);
+        let compared = insights::compare(agent_rows);
         let p_value = |t: &Option<super::stats::TestResult>| t.as_ref().map(|t| round(t.p_value));
         tables.push(table(
             agent,
@@ -532,7 +537,7 @@ async fn ab_tests(db: &Db, names: &BTreeMap<Uuid, String>, period: Period) -> Ap
             values.push(percent(v.success_rate));
         }
     }
-    Ok(Body {
+    Body {
         tables,
         chart: bars(
             "Success rate by variant (%)",
@@ -540,5 +545,5 @@ async fn ab_tests(db: &Db, names: &BTreeMap<Uuid, String>, period: Period) -> Ap
             labels,
             values,
         ),
-    })
+    }
 }
