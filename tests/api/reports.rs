@@ -433,6 +433,43 @@ async fn scheduled_reports_run_and_reach_their_recipients(app: TestApp) {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    // A report whose owner leaves the workspace stops.
+    let bobs = app
+        .post(
+            "/api/analytics/reports",
+            &bob.token,
+            json!({"name": "Bob's", "schedule": "*/2 * * * * *",
+                "export": {"format": "json", "workspace_id": alice.workspace_id}}),
+        )
+        .await;
+    assert_eq!(bobs.status, 201, "{:?}", bobs.body);
+    let bobs_path = format!(
+        "/api/analytics/reports/{}",
+        bobs.body["id"].as_str().unwrap()
+    );
+    let r = app
+        .delete(&format!("{members}/{}", bob.id), &alice.token)
+        .await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+    let stopped = eventually("the report to stop", || async {
+        let r = app.get(&bobs_path, &alice.token).await;
+        r.body["next_run_at"].is_null().then_some(r.body)
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let later = app.get(&bobs_path, &alice.token).await;
+    assert_eq!(
+        later.body["last_run_at"], stopped["last_run_at"],
+        "no run after it stopped"
+    );
+    let r = app
+        .post(
+            &members,
+            &alice.token,
+            json!({"email": bob.email, "role": "member"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
     // Running it by hand and deleting it are for its owner (or a workspace admin).
     let run = format!("/api/analytics/reports/{id}/run");
     assert_problem(&app.post(&run, &bob.token, json!({})).await, 403);

@@ -494,9 +494,15 @@ async fn run_due(state: &AppState) -> AppResult<()> {
         )
         .await?;
     for report in due {
+        // A report runs as its owner's view of the workspace: once they have left it, the
+        // report stops (its next run is cleared) rather than go on showing them its data.
+        let owner_left = workspace_role(&state.db, report.workspace_id, report.owner_id)
+            .await?
+            .is_none();
         let next = Schedule::parse(&report.schedule)
             .ok()
-            .and_then(|s| s.next_after(at));
+            .and_then(|s| s.next_after(at))
+            .filter(|_| !owner_left);
         let mut tx = state.db.begin().await?;
         let claimed = tx
             .execute(
@@ -507,7 +513,11 @@ async fn run_due(state: &AppState) -> AppResult<()> {
         if claimed == 0 {
             continue;
         }
-        start_run(&mut tx, &report).await?;
+        if owner_left {
+            tracing::info!(report = %report.id, "a scheduled report stopped: its owner left the workspace");
+        } else {
+            start_run(&mut tx, &report).await?;
+        }
         tx.commit().await?;
     }
     Ok(())
