@@ -346,10 +346,16 @@ impl Pdf {
         for (i, (key, value)) in figures.iter().enumerate() {
             let x = MARGIN + column * (i % 4) as f32;
             self.color(0.35);
-            self.text(&label(key), 7.0, x, Some(column - 2.0));
+            // The unit is in the figure: "Avg response time", "0.42 s".
+            self.text(
+                &label(key.trim_end_matches("_s")),
+                7.0,
+                x,
+                Some(column - 2.0),
+            );
             self.color(0.0);
             self.y -= 4.5;
-            self.text(&cell(value), 12.0, x, Some(column - 2.0));
+            self.text(&figure(key, value), 12.0, x, Some(column - 2.0));
             self.y += 4.5;
             if i % 4 == 3 || i + 1 == figures.len() {
                 self.advance(11.0);
@@ -614,6 +620,16 @@ fn cell(value: &Value) -> String {
     }
 }
 
+/// A key figure as a reader expects it: rates (fractions in the data) as percentages, times
+/// with their unit.
+fn figure(key: &str, value: &Value) -> String {
+    match (value.as_f64(), key) {
+        (Some(rate), key) if key.ends_with("_rate") => format!("{:.1} %", rate * 100.0),
+        (Some(seconds), key) if key.ends_with("_s") => format!("{seconds:.2} s"),
+        _ => cell(value),
+    }
+}
+
 /// `avg_response_time_s` → "Avg response time s".
 fn label(key: &str) -> String {
     let words = key.replace('_', " ");
@@ -664,5 +680,11 @@ mod tests {
         assert_eq!(cell(&serde_json::json!(2.0)), "2");
         assert_eq!(cell(&Value::Null), "\u{2013}");
         assert_eq!(label("avg_response_time_s"), "Avg response time s");
+        assert_eq!(figure("success_rate", &serde_json::json!(0.5)), "50.0 %");
+        assert_eq!(
+            figure("avg_response_time_s", &serde_json::json!(0.4213)),
+            "0.42 s"
+        );
+        assert_eq!(figure("conversations", &serde_json::json!(3)), "3");
     }
 }
