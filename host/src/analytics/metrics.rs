@@ -243,6 +243,24 @@ impl Scope<'_> {
     }
 }
 
+/// The names of these agents (deleted ones are missing), read in slices so that no query
+/// carries more placeholders than a database allows.
+pub async fn agent_names(db: &Db, ids: &[Uuid]) -> AppResult<BTreeMap<Uuid, String>> {
+    let mut names = BTreeMap::new();
+    for slice in ids.chunks(500) {
+        let mut binds = Vec::new();
+        let list = placeholders(&mut binds, slice.iter().map(|id| Arg::from(*id)));
+        let found: Vec<(Uuid, String)> = db
+            .fetch_all(
+                &format!("SELECT id, name FROM projects WHERE id IN ({list})"),
+                binds,
+            )
+            .await?;
+        names.extend(found);
+    }
+    Ok(names)
+}
+
 /// The rollup rows (per agent, day and variant) of the period.
 pub async fn days(db: &Db, scope: &Scope<'_>, period: Period) -> AppResult<Vec<DayTotals>> {
     let mut binds = Vec::new();

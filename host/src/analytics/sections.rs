@@ -149,18 +149,7 @@ async fn names_of(
         .into_keys()
         .filter(|id| !names.contains_key(id))
         .collect();
-    // In slices, so that no query carries more placeholders than a database allows.
-    for slice in missing.chunks(500) {
-        let mut binds = Vec::new();
-        let list = placeholders(&mut binds, slice.iter().map(|id| Arg::from(*id)));
-        let found: Vec<(Uuid, String)> = db
-            .fetch_all(
-                &format!("SELECT id, name FROM projects WHERE id IN ({list})"),
-                binds,
-            )
-            .await?;
-        names.extend(found);
-    }
+    names.extend(metrics::agent_names(db, &missing).await?);
     Ok(names)
 }
 

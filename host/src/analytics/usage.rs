@@ -221,18 +221,14 @@ pub async fn measure(
     }
     let by_date = metrics::by_date(&rows);
     let empty = DayTotals::default();
+    let per_agent = metrics::by_agent(&rows);
+    let ids: Vec<Uuid> = per_agent.keys().copied().collect();
+    let mut names = metrics::agent_names(&state.db, &ids).await?;
     let mut by_project = Vec::new();
-    for (agent, t) in metrics::by_agent(&rows) {
-        let (name,): (String,) = state
-            .db
-            .fetch_one(
-                "SELECT name FROM projects WHERE id = $1",
-                crate::args![agent],
-            )
-            .await?;
+    for (agent, t) in per_agent {
         by_project.push(ProjectUsage {
             project_id: agent,
-            name,
+            name: names.remove(&agent).unwrap_or_default(),
             figures: figures(&t, cost_by_agent.get(&agent).copied().unwrap_or(0.0)),
         });
     }
