@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, eventually, recorder};
+use crate::helpers::{TestApp, User, assert_problem, eventually, recorder};
 use crate::on_both;
 
 const CYRILLIC: &str = "Агент поддержки";
@@ -281,19 +281,33 @@ async fn composed_reports_cover_what_was_asked(app: TestApp) {
 }
 on_both!(composed_reports_cover_what_was_asked);
 
+/// `member` joins `owner`'s personal workspace.
+async fn join(app: &TestApp, owner: &User, member: &User) {
+    let r = app
+        .post(
+            &format!("/api/team/workspaces/{}/members", owner.workspace_id),
+            &owner.token,
+            json!({"email": member.email, "role": "member"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+}
+
+/// `member` is removed from `owner`'s personal workspace.
+async fn leave(app: &TestApp, owner: &User, member: &User) {
+    let path = format!(
+        "/api/team/workspaces/{}/members/{}",
+        owner.workspace_id, member.id
+    );
+    let r = app.delete(&path, &owner.token).await;
+    assert_eq!(r.status, 204, "{:?}", r.body);
+}
+
 async fn scheduled_reports_run_and_reach_their_recipients(app: TestApp) {
     let alice = app.register("alice").await;
     let bob = app.register("bob").await;
     let carol = app.register("carol").await;
-    let members = format!("/api/team/workspaces/{}/members", alice.workspace_id);
-    let r = app
-        .post(
-            &members,
-            &alice.token,
-            json!({"email": bob.email, "role": "member"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    join(&app, &alice, &bob).await;
     // A local server stands in for Slack: `hooks.slack.com` resolves to it.
     let (stand_in, seen) = recorder().await;
     let port = stand_in.rsplit(':').next().unwrap();
@@ -416,23 +430,13 @@ async fn scheduled_reports_run_and_reach_their_recipients(app: TestApp) {
     );
 
     // A recipient who leaves the workspace can no longer read the report's exports.
-    let r = app
-        .delete(&format!("{members}/{}", bob.id), &alice.token)
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    leave(&app, &alice, &bob).await;
     assert_problem(
         &app.get(&format!("/api/analytics/export/{export_id}"), &bob.token)
             .await,
         404,
     );
-    let r = app
-        .post(
-            &members,
-            &alice.token,
-            json!({"email": bob.email, "role": "member"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    join(&app, &alice, &bob).await;
     // A report whose owner leaves the workspace stops.
     let bobs = app
         .post(
@@ -447,10 +451,7 @@ async fn scheduled_reports_run_and_reach_their_recipients(app: TestApp) {
         "/api/analytics/reports/{}",
         bobs.body["id"].as_str().unwrap()
     );
-    let r = app
-        .delete(&format!("{members}/{}", bob.id), &alice.token)
-        .await;
-    assert_eq!(r.status, 204, "{:?}", r.body);
+    leave(&app, &alice, &bob).await;
     let stopped = eventually("the report to stop", || async {
         let r = app.get(&bobs_path, &alice.token).await;
         r.body["next_run_at"].is_null().then_some(r.body)
@@ -462,14 +463,7 @@ async fn scheduled_reports_run_and_reach_their_recipients(app: TestApp) {
         later.body["last_run_at"], stopped["last_run_at"],
         "no run after it stopped"
     );
-    let r = app
-        .post(
-            &members,
-            &alice.token,
-            json!({"email": bob.email, "role": "member"}),
-        )
-        .await;
-    assert_eq!(r.status, 201, "{:?}", r.body);
+    join(&app, &alice, &bob).await;
     // Running it by hand and deleting it are for its owner (or a workspace admin).
     let run = format!("/api/analytics/reports/{id}/run");
     assert_problem(&app.post(&run, &bob.token, json!({})).await, 403);
