@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    Socket, TestApp, assert_problem, connect, events_until, mock_ai, next_event, run_with,
+    Socket, TestApp, assert_problem, connect, events_until, mock_ai, next_event_of, run_with,
 };
 use crate::on_both;
 
@@ -77,7 +77,7 @@ async fn live_chat_and_replay(app: TestApp) {
         json!({"user_email": vic.email, "permission": "view"}),
     )
     .await;
-    let shared = next_event(&mut vic_notes).await;
+    let shared = next_event_of(&mut vic_notes, "notification").await;
     assert_eq!(shared["kind"], "share");
     assert_eq!(shared["project_id"], agent_id.as_str());
     assert_eq!(shared["permission"], "view");
@@ -93,7 +93,7 @@ async fn live_chat_and_replay(app: TestApp) {
         )
         .await;
     let vic_url = joined.body["websocket_url"].as_str().unwrap().to_owned();
-    let note = next_event(&mut alice_notes).await;
+    let note = next_event_of(&mut alice_notes, "notification").await;
     assert_eq!(
         (note["kind"].as_str(), note["user_id"].as_str()),
         (Some("join"), Some(vic.id.as_str()))
