@@ -269,7 +269,14 @@ async fn create_report(
 
 /// The report if the caller may see it (a member of its workspace).
 async fn load(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<ScheduledReport> {
-    let row: ReportRow = state
+    let row = visible_row(state, caller, id).await?;
+    let users = recipients_of(state, &[row.id]).await?;
+    Ok(row.shown(users.into_iter().map(|(_, u)| u).collect()))
+}
+
+/// The stored report if the caller is a member of its workspace; 404 otherwise.
+async fn visible_row(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<ReportRow> {
+    state
         .db
         .fetch_optional(
             &format!(
@@ -280,9 +287,7 @@ async fn load(state: &AppState, caller: Uuid, id: Uuid) -> AppResult<ScheduledRe
             args![id, caller],
         )
         .await?
-        .ok_or(AppError::NotFound("report"))?;
-    let users = recipients_of(state, &[row.id]).await?;
-    Ok(row.shown(users.into_iter().map(|(_, u)| u).collect()))
+        .ok_or(AppError::NotFound("report"))
 }
 
 /// The recipients of these reports, as (report, user) pairs.
@@ -375,11 +380,7 @@ async fn get_report(
 }
 
 /// Its owner, or an admin of its workspace.
-async fn require_manager(
-    state: &AppState,
-    auth: &AuthUser,
-    report: &ScheduledReport,
-) -> AppResult<()> {
+async fn require_manager(state: &AppState, auth: &AuthUser, report: &ReportRow) -> AppResult<()> {
     if report.owner_id == auth.id {
         return Ok(());
     }
@@ -398,7 +399,7 @@ async fn delete_report(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<StatusCode> {
-    let report = load(&state, auth.id, id).await?;
+    let report = visible_row(&state, auth.id, id).await?;
     require_manager(&state, &auth, &report).await?;
     state
         .db
@@ -418,12 +419,9 @@ async fn run_report(
     auth: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> AppResult<(StatusCode, Json<export::ExportStatus>)> {
-    let report = load(&state, auth.id, id).await?;
-    require_manager(&state, &auth, &report).await?;
+    let row = visible_row(&state, auth.id, id).await?;
+    require_manager(&state, &auth, &row).await?;
     state.count_job_start(auth.id).await?;
-    let row = row_of(&state, id)
-        .await?
-        .ok_or(AppError::NotFound("report"))?;
     let mut tx = state.db.begin().await?;
     let export_id = start_run(&mut tx, &row).await?;
     tx.commit().await?;
