@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
-use super::metrics::{self, Period, Scope, TimeRange, VariantTotals, ratio};
+use super::metrics::{self, DayTotals, Period, Scope, TimeRange, VariantTotals, ratio};
 use super::stats::{self, TestResult};
 use crate::access::{Role, require_role};
 use crate::auth::AuthUser;
@@ -192,7 +192,11 @@ async fn conversations(
             };
             AppResult::Ok(ConversationInsights {
                 time_range: range,
-                insights: insights(&state.db, &scope, range.period()).await?,
+                insights: {
+                    let period = range.period();
+                    let rows = metrics::days(&state.db, &scope, period).await?;
+                    insights(&state.db, &scope, period, &rows).await?
+                },
             })
         })
         .await?;
@@ -200,8 +204,14 @@ async fn conversations(
 }
 
 /// Sentiment, topics and intents of the users' messages to the agents in `scope`.
-pub async fn insights(db: &Db, scope: &Scope<'_>, period: Period) -> AppResult<Insights> {
-    let total = metrics::total(&metrics::days(db, scope, period).await?);
+/// `rows` are the rollup rows of `scope` over `period`, which the caller has read already.
+pub async fn insights(
+    db: &Db,
+    scope: &Scope<'_>,
+    period: Period,
+    rows: &[DayTotals],
+) -> AppResult<Insights> {
+    let total = metrics::total(rows);
     let users = total.user_messages;
     let topics = metrics::labels(db, scope, period, "topic:", 50).await?;
     let intents = metrics::labels(db, scope, period, "intent:", 20).await?;

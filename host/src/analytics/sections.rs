@@ -49,14 +49,14 @@ pub async fn gather(state: &AppState, run: &ReportRun<'_>) -> AppResult<Value> {
         let body = match section {
             Section::Performance => performance(&rows, &names, period),
             Section::Conversations => {
-                conversations(insights::insights(&state.db, &scope, period).await?)
+                conversations(insights::insights(&state.db, &scope, period, &rows).await?)
             }
             Section::Knowledge => knowledge(
                 crate::knowledge::analytics::measure(&state.db, run.owner, Some(run.workspace_id))
                     .await?,
             ),
             Section::Usage => usage_section(
-                usage::measure(state, run.owner, &scope, period).await?,
+                usage::measure(state, run.owner, &scope, period, &rows).await?,
                 &names,
             ),
             Section::AbTests => {

@@ -172,7 +172,9 @@ async fn usage(
     let value = state
         .cache
         .get_or(&key, async {
-            let usage = measure(&state, auth.id, &Scope::Visible(auth.id), range.period()).await?;
+            let (scope, period) = (Scope::Visible(auth.id), range.period());
+            let rows = metrics::days(&state.db, &scope, period).await?;
+            let usage = measure(&state, auth.id, &scope, period, &rows).await?;
             AppResult::Ok(UsageReport {
                 time_range: range,
                 usage,
@@ -183,14 +185,15 @@ async fn usage(
 }
 
 /// Usage and cost of the agents in `scope` over the period, with the caller's API requests
-/// and the webhook deliveries of the workspaces the caller administers.
+/// and the webhook deliveries of the workspaces the caller administers; `rows` are the
+/// rollup rows of `scope` over `period`, which the caller has read already.
 pub async fn measure(
     state: &AppState,
     caller: Uuid,
     scope: &Scope<'_>,
     period: Period,
+    rows: &[DayTotals],
 ) -> AppResult<Usage> {
-    let rows = metrics::days(&state.db, scope, period).await?;
     let mut binds = Vec::new();
     let condition = scope.condition("agent_id", &mut binds);
     binds.push(period.from.into());
@@ -219,9 +222,9 @@ pub async fn measure(
         *cost_by_day.entry(m.date).or_default() += cost_of(m);
         *cost_by_agent.entry(m.agent_id).or_default() += cost_of(m);
     }
-    let by_date = metrics::by_date(&rows);
+    let by_date = metrics::by_date(rows);
     let empty = DayTotals::default();
-    let per_agent = metrics::by_agent(&rows);
+    let per_agent = metrics::by_agent(rows);
     let ids: Vec<Uuid> = per_agent.keys().copied().collect();
     let mut names = metrics::agent_names(&state.db, &ids).await?;
     let mut by_project = Vec::new();
@@ -238,7 +241,7 @@ pub async fn measure(
             .total_cmp(&a.figures.estimated_cost)
     });
     Ok(Usage {
-        totals: figures(&metrics::total(&rows), cost_by_day.values().sum()),
+        totals: figures(&metrics::total(rows), cost_by_day.values().sum()),
         daily: period
             .dates()
             .into_iter()
