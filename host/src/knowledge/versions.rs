@@ -99,7 +99,7 @@ async fn add_version(
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
 
-/// A multipart new version.
+/// Whether the new version comes as a file (multipart) rather than as JSON.
 fn is_multipart(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -111,6 +111,7 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         })
 }
 
+/// A version's note: at most 500 characters.
 pub fn check_note(note: &str) -> AppResult<()> {
     if note.chars().count() > 500 {
         return Err(AppError::invalid("note", "must be at most 500 characters"));
