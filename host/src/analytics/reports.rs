@@ -157,8 +157,9 @@ impl ReportRow {
     }
 }
 
-/// A checked schedule: it parses, fires again, and not more often than the instance allows.
-fn checked_schedule(state: &AppState, expr: &str) -> AppResult<(Schedule, DateTime<Utc>)> {
+/// A schedule's first run, once it is checked: it parses, fires again, and not more often
+/// than the instance allows.
+fn first_run(state: &AppState, expr: &str) -> AppResult<DateTime<Utc>> {
     let schedule = Schedule::parse(expr).map_err(|e| AppError::invalid("schedule", e))?;
     let first = schedule
         .next_after(now())
@@ -181,7 +182,7 @@ fn checked_schedule(state: &AppState, expr: &str) -> AppResult<(Schedule, DateTi
         }
         at = next;
     }
-    Ok((schedule, first))
+    Ok(first)
 }
 
 /// Recipients must be members of the report's workspace; the integration one of its usable
@@ -230,7 +231,7 @@ async fn create_report(
     if name.is_empty() || name.chars().count() > 200 {
         return Err(AppError::invalid("name", "must hold 1–200 characters"));
     }
-    let (_, next_run_at) = checked_schedule(&state, req.schedule.trim())?;
+    let next_run_at = first_run(&state, req.schedule.trim())?;
     let prepared = export::prepare(&state, &auth, req.export).await?;
     let mut recipients = req.recipients;
     check_recipients(&state, prepared.workspace_id, &mut recipients).await?;
